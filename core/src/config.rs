@@ -1,0 +1,327 @@
+//! Configuration from the environment, read and validated once at start-up.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Everything a task needs to know about its surroundings.
+#[derive(Clone)]
+pub struct Config {
+    /// TCP port to listen on (`PORT`, default 3000; 0 picks a free one).
+    pub port: u16,
+    /// Address to bind (`BIND_ADDR`, default `0.0.0.0`).
+    pub bind_addr: std::net::IpAddr,
+    /// Who answers: `WORKER_ID`, else the machine's hostname.
+    pub worker_id: String,
+    /// `LOG_LEVEL` filter for env_logger (default `info`).
+    pub log_level: String,
+    /// `LOG_FORMAT`: JSON lines (default) or text for humans.
+    pub log_format: LogFormat,
+    /// Where the database is and how to reach it.
+    pub db: tokio_postgres::Config,
+    /// `DB_POOL_SIZE`: connections per task (default 10).
+    pub db_pool_size: u32,
+    /// `DB_CONNECT_TIMEOUT_MS`: connecting, and waiting for a pooled connection (default 2000).
+    pub db_connect_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS`: how long one statement may take before the request gets 503 (default 5000).
+    pub db_statement_timeout: Duration,
+    /// `MAX_BODY_BYTES`: larger request bodies get 413 (default 65536).
+    pub max_body_bytes: usize,
+    /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may finish after SIGTERM (default 20).
+    pub shutdown_grace: Duration,
+    /// `CORS_ALLOWED_ORIGINS`: `*` (default) or a comma-separated list of origins.
+    pub cors: CorsOrigins,
+    /// `RUN_MIGRATIONS`: apply `sql/` migrations when serving (default true).
+    pub run_migrations: bool,
+    /// `HTTP_HEADER_TIMEOUT_MS`: once a request's first byte arrived, its head (and then its body)
+    /// must arrive within this (default 10000). Guards against slow clients.
+    pub header_timeout: Duration,
+    /// `HTTP_KEEP_ALIVE_SECONDS`: how long an idle keep-alive connection stays open (default 75,
+    /// longer than the ALB's 60 s idle timeout so the ALB, not the task, closes it).
+    pub keep_alive: Duration,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line (for CloudWatch and log pipelines).
+    Json,
+    /// Plain text for a human at a terminal.
+    Text,
+}
+
+/// Which origins get an `Access-Control-Allow-Origin` header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CorsOrigins {
+    /// Any origin (`*`).
+    Any,
+    /// Only these exact origins; the request's `Origin` is echoed when it is one of them.
+    List(Vec<String>),
+}
+
+/// A variable that is set but cannot be used; the message names it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub variable: &'static str,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}: {}", self.variable, self.reason)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|key| std::env::var(key).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment in production, a map in tests).
+    /// Empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
+        let db_connect_timeout = Duration::from_millis(parse(&get, "DB_CONNECT_TIMEOUT_MS", 2000u64, 1..=600_000)?);
+        Ok(Config {
+            port: parse(&get, "PORT", 3000u16, 0..=65535)?,
+            bind_addr: parse_with(&get, "BIND_ADDR", || [0, 0, 0, 0].into(), |v| {
+                v.parse().map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".into())
+            })?,
+            worker_id: get("WORKER_ID").map(|v| v.trim().to_owned()).unwrap_or_else(hostname),
+            log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
+            log_format: parse_with(&get, "LOG_FORMAT", || LogFormat::Json, |v| match v.as_str() {
+                "json" => Ok(LogFormat::Json),
+                "text" => Ok(LogFormat::Text),
+                _ => Err("must be json or text".into()),
+            })?,
+            db: database(&get, db_connect_timeout)?,
+            db_pool_size: parse(&get, "DB_POOL_SIZE", 10u32, 1..=1000)?,
+            db_connect_timeout,
+            db_statement_timeout: Duration::from_millis(parse(&get, "DB_STATEMENT_TIMEOUT_MS", 5000u64, 1..=600_000)?),
+            max_body_bytes: parse(&get, "MAX_BODY_BYTES", 65536usize, 2..=64 * 1024 * 1024)?,
+            shutdown_grace: Duration::from_secs(parse(&get, "SHUTDOWN_GRACE_SECONDS", 20u64, 0..=3600)?),
+            cors: parse_with(&get, "CORS_ALLOWED_ORIGINS", || CorsOrigins::Any, |v| {
+                let list: Vec<String> = v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+                if list.iter().any(|o| o == "*") {
+                    Ok(CorsOrigins::Any)
+                } else if list.iter().any(|o| !o.bytes().all(|b| b.is_ascii_graphic())) {
+                    Err("origins must be visible ASCII, e.g. https://app.example.com".into())
+                } else {
+                    Ok(CorsOrigins::List(list))
+                }
+            })?,
+            run_migrations: parse_with(&get, "RUN_MIGRATIONS", || true, parse_bool)?,
+            header_timeout: Duration::from_millis(parse(&get, "HTTP_HEADER_TIMEOUT_MS", 10_000u64, 1..=600_000)?),
+            keep_alive: Duration::from_secs(parse(&get, "HTTP_KEEP_ALIVE_SECONDS", 75u64, 1..=3600)?),
+        })
+    }
+
+    /// Where the database is, without the password: safe to log.
+    pub fn db_target(&self) -> String {
+        let host = self
+            .db
+            .get_hosts()
+            .first()
+            .map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+            })
+            .unwrap_or_default();
+        let port = self.db.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "{}@{}:{}/{}",
+            self.db.get_user().unwrap_or("?"),
+            host,
+            port,
+            self.db.get_dbname().unwrap_or("?")
+        )
+    }
+}
+
+/// `DATABASE_URL` wins; else the seed's `RDS_CLUSTER_*`/`DB_*` variables.
+fn database(
+    get: &impl Fn(&str) -> Option<String>,
+    connect_timeout: Duration,
+) -> Result<tokio_postgres::Config, ConfigError> {
+    let mut cfg = if let Some(url) = get("DATABASE_URL") {
+        tokio_postgres::Config::from_str(url.trim()).map_err(|e| ConfigError {
+            variable: "DATABASE_URL",
+            // The parser's message never echoes the URL, so no password leaks here.
+            reason: format!("not a valid PostgreSQL URL ({e})"),
+        })?
+    } else {
+        let host = get("RDS_CLUSTER_HOST").ok_or(ConfigError {
+            variable: "DATABASE_URL",
+            reason: "set DATABASE_URL, or RDS_CLUSTER_HOST with DB_NAME, RDS_CLUSTER_USERNAME and RDS_CLUSTER_PASSWORD".into(),
+        })?;
+        let mut cfg = tokio_postgres::Config::new();
+        cfg.host(host.trim())
+            .port(parse(get, "DB_PORT", 5432u16, 1..=65535)?)
+            .dbname(get("DB_NAME").as_deref().unwrap_or("postgres"))
+            .user(get("RDS_CLUSTER_USERNAME").as_deref().unwrap_or("postgres"));
+        if let Some(password) = get("RDS_CLUSTER_PASSWORD") {
+            cfg.password(password);
+        }
+        cfg
+    };
+    if cfg.get_hosts().is_empty() {
+        cfg.host("localhost");
+    }
+    if cfg.get_user().is_none() {
+        cfg.user("postgres");
+    }
+    if cfg.get_application_name().is_none() {
+        cfg.application_name("kube-credential");
+    }
+    cfg.connect_timeout(connect_timeout)
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    Ok(cfg)
+}
+
+fn parse<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + fmt::Display + Copy,
+{
+    parse_with(get, key, || default, |v| match v.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(format!("must be a whole number from {} to {}", range.start(), range.end())),
+    })
+}
+
+fn parse_with<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: impl FnOnce() -> T,
+    parse: impl FnOnce(String) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match get(key) {
+        None => Ok(default()),
+        Some(v) => parse(v).map_err(|reason| ConfigError { variable: key, reason }),
+    }
+}
+
+fn parse_bool(v: String) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err("must be true or false".into()),
+    }
+}
+
+/// The machine's hostname; on ECS/Fargate e.g. `ip-10-0-1-123.ec2.internal`.
+fn hostname() -> String {
+    let name = gethostname::gethostname().to_string_lossy().trim().to_owned();
+    if name.is_empty() {
+        "unknown-worker".into()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_only_the_database_is_given() {
+        let c = config(&[("DATABASE_URL", "postgres://u:secret@db.example:6543/creds")]).unwrap();
+        assert_eq!(c.port, 3000);
+        assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(c.cors, CorsOrigins::Any);
+        assert!(c.run_migrations);
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(c.db_target(), "u@db.example:6543/creds");
+        assert!(!c.worker_id.is_empty());
+    }
+
+    #[test]
+    fn database_url_wins_over_rds_variables() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://a@one/x"),
+            ("RDS_CLUSTER_HOST", "two"),
+            ("DB_NAME", "y"),
+        ])
+        .unwrap();
+        assert_eq!(c.db_target(), "a@one:5432/x");
+    }
+
+    #[test]
+    fn rds_variables_build_the_connection() {
+        let c = config(&[
+            ("RDS_CLUSTER_HOST", "mydb.rds.amazonaws.com"),
+            ("DB_PORT", "5433"),
+            ("DB_NAME", "credentials"),
+            ("RDS_CLUSTER_USERNAME", "app"),
+            ("RDS_CLUSTER_PASSWORD", "pw"),
+        ])
+        .unwrap();
+        assert_eq!(c.db_target(), "app@mydb.rds.amazonaws.com:5433/credentials");
+        assert_eq!(c.db.get_password(), Some(&b"pw"[..]));
+    }
+
+    #[test]
+    fn missing_database_names_the_variables() {
+        let err = config(&[]).err().unwrap();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(err.reason.contains("RDS_CLUSTER_HOST"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let base = ("DATABASE_URL", "postgres://localhost/test");
+        for (var, value) in [
+            ("PORT", "http"),
+            ("PORT", "70000"),
+            ("DB_POOL_SIZE", "0"),
+            ("MAX_BODY_BYTES", "-1"),
+            ("LOG_FORMAT", "xml"),
+            ("RUN_MIGRATIONS", "maybe"),
+            ("BIND_ADDR", "everywhere"),
+            ("SHUTDOWN_GRACE_SECONDS", "soon"),
+        ] {
+            let err = config(&[base, (var, value)]).err().unwrap_or_else(|| panic!("{var}={value} accepted"));
+            assert_eq!(err.variable, var);
+            assert!(err.to_string().contains(var));
+        }
+        let err = config(&[("DATABASE_URL", "postgres://u:hunter2@host:notaport/db")]).err().unwrap();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn worker_id_comes_from_the_environment_when_set() {
+        let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("WORKER_ID", " issuance-1 ")]).unwrap();
+        assert_eq!(c.worker_id, "issuance-1");
+        let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("WORKER_ID", "")]).unwrap();
+        assert_eq!(c.worker_id, hostname());
+    }
+
+    #[test]
+    fn cors_list_is_split_and_trimmed() {
+        let c = config(&[
+            ("DATABASE_URL", "postgres://localhost/test"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
+        ])
+        .unwrap();
+        assert_eq!(c.cors, CorsOrigins::List(vec!["https://a.example".into(), "https://b.example".into()]));
+    }
+}

@@ -1,0 +1,130 @@
+//! The errors a request can end in, and the one place they become HTTP responses.
+
+use crate::db::DbError;
+use crate::json;
+use crate::model::Invalid;
+use hyper::StatusCode;
+
+/// Everything that can stop a request from getting its normal answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// The body broke the contract (400); one entry per offending field.
+    Invalid(Invalid),
+    /// The body is larger than `MAX_BODY_BYTES` (413).
+    PayloadTooLarge(usize),
+    /// `Content-Type` is present and not `application/json` (415).
+    UnsupportedMediaType,
+    /// No such path (404).
+    NotFound,
+    /// The path exists but not with this method (405); carries the `Allow` value.
+    MethodNotAllowed(&'static str),
+    /// The client took longer than `HTTP_HEADER_TIMEOUT_MS` to send the body (408).
+    RequestTimeout,
+    /// A dependency (the database) is unavailable; the reason is logged, not shown (503).
+    Unavailable(String),
+    /// A bug; the reason is logged, not shown (500).
+    Internal(String),
+}
+
+impl From<Invalid> for ApiError {
+    fn from(e: Invalid) -> Self {
+        ApiError::Invalid(e)
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(e: DbError) -> Self {
+        match e {
+            DbError::Unavailable(why) => ApiError::Unavailable(why),
+            DbError::BadValue(why) => {
+                log::info!(target: "db", reason:% = why; "database refused a value");
+                ApiError::Invalid(Invalid(vec![crate::model::FieldError {
+                    field: "body".into(),
+                    message: "contains a value the database cannot store",
+                }]))
+            }
+            DbError::Other(e) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+/// A response before the common headers are added: status, JSON body, and an
+/// extra header or two.
+#[derive(Debug)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The JSON body; empty for 204.
+    pub body: Vec<u8>,
+    /// `Allow` for 405 and preflight responses.
+    pub allow: Option<&'static str>,
+    /// `Retry-After` seconds for 503.
+    pub retry_after: Option<u32>,
+}
+
+impl Reply {
+    /// A JSON reply with this status.
+    pub fn json(status: StatusCode, body: Vec<u8>) -> Self {
+        Reply { status, body, allow: None, retry_after: None }
+    }
+}
+
+impl ApiError {
+    /// Turns the error into a reply. `outcome_key` is how this service names its
+    /// boolean outcome in validation errors (`success` or `valid`). Dependency
+    /// failures and bugs are logged here, with the request id, and never shown.
+    pub fn into_reply(self, outcome_key: &'static str, request_id: &str) -> Reply {
+        let simple = |status, message: &str| {
+            Reply::json(
+                status,
+                json::object(|o| {
+                    o.bool("success", false).str("message", message);
+                }),
+            )
+        };
+        match self {
+            ApiError::Invalid(Invalid(errors)) => Reply::json(
+                StatusCode::BAD_REQUEST,
+                json::object(|o| {
+                    o.bool(outcome_key, false)
+                        .str("message", "Validation failed")
+                        .array("errors", &errors, |o, e| {
+                            o.str("field", &e.field).str("message", e.message);
+                        });
+                }),
+            ),
+            ApiError::PayloadTooLarge(limit) => simple(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("Request body exceeds the limit of {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType => simple(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "Unsupported Content-Type: send the body as application/json",
+            ),
+            ApiError::NotFound => simple(StatusCode::NOT_FOUND, "Not found"),
+            ApiError::MethodNotAllowed(allow) => {
+                let mut reply = simple(StatusCode::METHOD_NOT_ALLOWED, &format!("Method not allowed; use {allow}"));
+                reply.allow = Some(allow);
+                reply
+            }
+            ApiError::RequestTimeout => simple(StatusCode::REQUEST_TIMEOUT, "Request body was not received in time"),
+            ApiError::Unavailable(why) => {
+                log::warn!(request_id, reason:% = why; "dependency unavailable");
+                let mut reply = simple(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable");
+                reply.retry_after = Some(1);
+                reply
+            }
+            ApiError::Internal(why) => {
+                log::error!(request_id, reason:% = why; "internal error");
+                Reply::json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    json::object(|o| {
+                        o.bool("success", false)
+                            .str("message", "Internal server error")
+                            .str("requestId", request_id);
+                    }),
+                )
+            }
+        }
+    }
+}

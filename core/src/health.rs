@@ -1,0 +1,47 @@
+//! Health endpoints: the ALB's target check, the container's liveness check, and
+//! readiness that turns to "draining" on shutdown.
+
+use crate::error::Reply;
+use crate::json;
+use hyper::StatusCode;
+use std::time::Duration;
+
+/// How long the database may take to answer a health check.
+pub const DB_BUDGET: Duration = Duration::from_secs(1);
+
+/// What a health response reports.
+pub struct Status<'a> {
+    /// `issuance` or `verification`.
+    pub service: &'a str,
+    /// This task's worker id.
+    pub worker_id: &'a str,
+    /// Seconds since the task started.
+    pub uptime_seconds: u64,
+    /// Whether the database answered (`None`: not asked).
+    pub database_up: Option<bool>,
+    /// Whether shutdown has begun (only readiness reports it).
+    pub draining: bool,
+}
+
+impl Status<'_> {
+    /// 200 when everything asked about is fine, 503 otherwise.
+    pub fn reply(&self) -> Reply {
+        let (status, word) = if self.draining {
+            (StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else if self.database_up == Some(false) {
+            (StatusCode::SERVICE_UNAVAILABLE, "degraded")
+        } else {
+            (StatusCode::OK, "ok")
+        };
+        Reply::json(
+            status,
+            json::object(|o| {
+                o.str("status", word).str("service", self.service).str("workerId", self.worker_id);
+                if let Some(up) = self.database_up {
+                    o.str("database", if up { "up" } else { "down" });
+                }
+                o.u64("uptimeSeconds", self.uptime_seconds);
+            }),
+        )
+    }
+}

@@ -1,0 +1,12 @@
+//! The HTTP plumbing: accepting connections, turning each request into a call
+//! of a route, and adding the headers every response carries.
+
+mod conn;
+mod request;
+mod response;
+pub mod router;
+
+pub use request::{read_body, request_id};
+pub use response::CommonHeaders;
+
+pub(crate) use conn::{serve_connections, Timeouts};

@@ -1,0 +1,86 @@
+//! The headers every response carries: request and worker ids, content type,
+//! the security headers helmet would set, and CORS.
+
+use crate::config::CorsOrigins;
+use crate::error::Reply;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::Response;
+
+const SECURITY: [(HeaderName, &str); 5] = [
+    (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+    (header::X_FRAME_OPTIONS, "DENY"),
+    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+    (header::REFERRER_POLICY, "no-referrer"),
+    (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
+];
+
+/// Header values computed once at start-up.
+pub struct CommonHeaders {
+    worker_id: HeaderValue,
+    cors: CorsOrigins,
+}
+
+impl CommonHeaders {
+    /// Headers for a task called `worker_id` with this CORS policy.
+    pub fn new(worker_id: &str, cors: CorsOrigins) -> Self {
+        CommonHeaders {
+            worker_id: HeaderValue::from_str(worker_id).unwrap_or(HeaderValue::from_static("unknown-worker")),
+            cors,
+        }
+    }
+
+    /// Builds the response for `reply`, adding every common header.
+    pub fn respond(&self, reply: Reply, request_id: &str, origin: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+        let preflight = reply.status == hyper::StatusCode::NO_CONTENT;
+        let has_body = !reply.body.is_empty();
+        let mut response = Response::new(Full::new(Bytes::from(reply.body)));
+        *response.status_mut() = reply.status;
+        let h = response.headers_mut();
+        if has_body {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        }
+        if let Ok(id) = HeaderValue::from_str(request_id) {
+            h.insert("x-request-id", id);
+        }
+        h.insert("x-worker-id", self.worker_id.clone());
+        for (name, value) in &SECURITY {
+            h.insert(name.clone(), HeaderValue::from_static(value));
+        }
+        if let Some(allow) = reply.allow {
+            if preflight {
+                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(allow));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_HEADERS,
+                    HeaderValue::from_static("Content-Type, X-Request-Id"),
+                );
+                h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+            } else {
+                h.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+        }
+        if let Some(seconds) = reply.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        self.cors(h, origin);
+        response
+    }
+
+    fn cors(&self, h: &mut HeaderMap, origin: Option<&HeaderValue>) {
+        let allowed = match &self.cors {
+            CorsOrigins::Any => Some(HeaderValue::from_static("*")),
+            CorsOrigins::List(list) => {
+                h.insert(header::VARY, HeaderValue::from_static("Origin"));
+                origin.filter(|o| list.iter().any(|allowed| allowed.as_bytes() == o.as_bytes())).cloned()
+            }
+        };
+        if let Some(value) = allowed {
+            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            h.insert(
+                header::ACCESS_CONTROL_EXPOSE_HEADERS,
+                HeaderValue::from_static("X-Request-Id, X-Worker-Id"),
+            );
+        }
+    }
+}

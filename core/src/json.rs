@@ -1,0 +1,365 @@
+//! JSON in and out: parsing request bodies in place with simd-json, and writing
+//! response bodies straight into a byte buffer.
+
+use simd_json::BorrowedValue;
+use std::ops::Range;
+
+/// Deepest nesting a request body may have. Deeper bodies are refused before a
+/// value tree is built, so no request can make recursion (parsing, walking or
+/// dropping the tree) run deep. The metadata rule (32 levels) is checked separately.
+pub const MAX_BODY_DEPTH: usize = 64;
+
+/// Why a body could not be parsed into a JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Zero bytes (or only white space).
+    Empty,
+    /// Not valid JSON (or not UTF-8).
+    Malformed,
+    /// Nested deeper than [`MAX_BODY_DEPTH`].
+    TooDeep,
+    /// Valid JSON, but an array, string, number, boolean or null.
+    NotAnObject,
+}
+
+impl BodyError {
+    /// The message a client sees for this error.
+    pub fn message(&self) -> &'static str {
+        match self {
+            BodyError::Empty => "request body is empty; send a JSON object",
+            BodyError::Malformed => "request body is not valid JSON",
+            BodyError::TooDeep => "request body is nested too deeply",
+            BodyError::NotAnObject => "request body must be a JSON object",
+        }
+    }
+}
+
+/// Parses `buf` in place (simd-json unescapes strings inside it, so the returned
+/// value borrows its strings from `buf` instead of allocating them) and checks
+/// that the top level is an object.
+pub fn parse_object(buf: &mut [u8]) -> Result<BorrowedValue<'_>, BodyError> {
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        return Err(BodyError::Empty);
+    }
+    let mut buffers = simd_json::Buffers::with_max_depth(buf.len(), MAX_BODY_DEPTH);
+    let value = simd_json::to_borrowed_value_with_buffers(buf, &mut buffers).map_err(|e| {
+        if matches!(e.error(), simd_json::ErrorType::DepthLimitExceeded) {
+            BodyError::TooDeep
+        } else {
+            BodyError::Malformed
+        }
+    })?;
+    match value {
+        BorrowedValue::Object(_) => Ok(value),
+        _ => Err(BodyError::NotAnObject),
+    }
+}
+
+/// The byte range of the value of the last top-level member literally named
+/// `key` (written without escapes) in `raw`, which must be a valid JSON object.
+///
+/// Used to hand PostgreSQL the metadata exactly as the client wrote it (numbers
+/// like `12.50` or `1e40` keep their digits) without re-serialising anything.
+/// Returns `None` when there is no such member or `raw` is not what it should be.
+pub fn top_level_member(raw: &[u8], key: &str) -> Option<Range<usize>> {
+    let mut i = skip_ws(raw, 0);
+    if raw.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(raw, i + 1);
+    let mut found = None;
+    if raw.get(i) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        let key_end = skip_string(raw, i)?;
+        let name = &raw[i + 1..key_end - 1];
+        i = skip_ws(raw, key_end);
+        if raw.get(i) != Some(&b':') {
+            return None;
+        }
+        let start = skip_ws(raw, i + 1);
+        let end = skip_value(raw, start)?;
+        if name == key.as_bytes() {
+            found = Some(start..end);
+        }
+        i = skip_ws(raw, end);
+        match raw.get(i) {
+            Some(b',') => i = skip_ws(raw, i + 1),
+            Some(b'}') => return found,
+            _ => return None,
+        }
+    }
+}
+
+fn skip_ws(raw: &[u8], mut i: usize) -> usize {
+    while matches!(raw.get(i), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+        i += 1;
+    }
+    i
+}
+
+/// `raw[i]` is an opening quote; returns the index just past the closing one.
+fn skip_string(raw: &[u8], i: usize) -> Option<usize> {
+    if raw.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < raw.len() {
+        match raw[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// Returns the index just past the JSON value that starts at `raw[i]`.
+fn skip_value(raw: &[u8], i: usize) -> Option<usize> {
+    match raw.get(i)? {
+        b'"' => skip_string(raw, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < raw.len() {
+                match raw[j] {
+                    b'"' => {
+                        j = skip_string(raw, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < raw.len() && !matches!(raw[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                j += 1;
+            }
+            Some(j)
+        }
+    }
+}
+
+/// Appends `s` to `out` as a JSON string literal, quotes included.
+pub fn write_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0x00..=0x1f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            out.extend_from_slice(b"\\u00");
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xf)]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// Writes one JSON object member by member into a byte buffer.
+///
+/// Keys are compile-time names of this API and are written as they are.
+pub struct ObjectWriter<'a> {
+    out: &'a mut Vec<u8>,
+    empty: bool,
+}
+
+impl<'a> ObjectWriter<'a> {
+    /// Opens an object at the end of `out`.
+    pub fn new(out: &'a mut Vec<u8>) -> Self {
+        out.push(b'{');
+        ObjectWriter { out, empty: true }
+    }
+
+    fn key(&mut self, key: &'static str) {
+        debug_assert!(!key.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20));
+        if !self.empty {
+            self.out.push(b',');
+        }
+        self.empty = false;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    /// A string member.
+    pub fn str(&mut self, key: &'static str, value: &str) -> &mut Self {
+        self.key(key);
+        write_str(self.out, value);
+        self
+    }
+
+    /// A member whose value is JSON text already (e.g. metadata from PostgreSQL).
+    pub fn raw(&mut self, key: &'static str, json: &str) -> &mut Self {
+        self.key(key);
+        self.out.extend_from_slice(json.as_bytes());
+        self
+    }
+
+    /// A boolean member.
+    pub fn bool(&mut self, key: &'static str, value: bool) -> &mut Self {
+        self.raw(key, if value { "true" } else { "false" })
+    }
+
+    /// An unsigned integer member.
+    pub fn u64(&mut self, key: &'static str, value: u64) -> &mut Self {
+        self.key(key);
+        let mut digits = [0u8; 20];
+        let mut n = value;
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.out.extend_from_slice(&digits[at..]);
+        self
+    }
+
+    /// A nested object member, filled in by `fill`.
+    pub fn object(&mut self, key: &'static str, fill: impl FnOnce(&mut ObjectWriter<'_>)) -> &mut Self {
+        self.key(key);
+        let mut inner = ObjectWriter::new(self.out);
+        fill(&mut inner);
+        inner.finish();
+        self
+    }
+
+    /// An array member holding one object per item.
+    pub fn array<T>(
+        &mut self,
+        key: &'static str,
+        items: impl IntoIterator<Item = T>,
+        mut fill: impl FnMut(&mut ObjectWriter<'_>, T),
+    ) -> &mut Self {
+        self.key(key);
+        self.out.push(b'[');
+        for (n, item) in items.into_iter().enumerate() {
+            if n > 0 {
+                self.out.push(b',');
+            }
+            let mut inner = ObjectWriter::new(self.out);
+            fill(&mut inner, item);
+            inner.finish();
+        }
+        self.out.push(b']');
+        self
+    }
+
+    /// Closes the object.
+    pub fn finish(self) {
+        self.out.push(b'}');
+    }
+}
+
+/// Builds a complete JSON object body.
+pub fn object(fill: impl FnOnce(&mut ObjectWriter<'_>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    let mut w = ObjectWriter::new(&mut out);
+    fill(&mut w);
+    w.finish();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simd_json::prelude::*;
+
+    fn parse(s: &str) -> Result<String, BodyError> {
+        let mut buf = s.as_bytes().to_vec();
+        parse_object(&mut buf).map(|v| v.encode())
+    }
+
+    #[test]
+    fn parses_objects_and_names_what_is_wrong_otherwise() {
+        assert_eq!(parse(r#"{"a": "b\u00e9"}"#).unwrap(), r#"{"a":"bé"}"#);
+        assert_eq!(parse(""), Err(BodyError::Empty));
+        assert_eq!(parse("  \n"), Err(BodyError::Empty));
+        assert_eq!(parse("{"), Err(BodyError::Malformed));
+        assert_eq!(parse("{\"a\":1}x"), Err(BodyError::Malformed));
+        assert_eq!(parse("[1,2]"), Err(BodyError::NotAnObject));
+        assert_eq!(parse("\"x\""), Err(BodyError::NotAnObject));
+        assert_eq!(parse("null"), Err(BodyError::NotAnObject));
+        assert_eq!(parse("{\"a\":\"\\ud800\"}"), Err(BodyError::Malformed));
+    }
+
+    #[test]
+    fn invalid_utf8_is_malformed() {
+        let mut buf = b"{\"a\":\"\xff\"}".to_vec();
+        assert_eq!(parse_object(&mut buf).err(), Some(BodyError::Malformed));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_recursing() {
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(parse(&deep), Err(BodyError::TooDeep));
+        let ok = format!("{{\"a\":{}{}}}", "[".repeat(MAX_BODY_DEPTH - 1), "]".repeat(MAX_BODY_DEPTH - 1));
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn finds_the_raw_text_of_a_top_level_member() {
+        let raw = br#" { "name" : "x", "metadata" : { "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] } , "z": 1 } "#;
+        let span = top_level_member(raw, "metadata").unwrap();
+        assert_eq!(&raw[span], br#"{ "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] }"#);
+        let raw = br#"{"metadata":1e40,"metadata":[true]}"#;
+        assert_eq!(&raw[top_level_member(raw, "metadata").unwrap()], b"[true]");
+        assert_eq!(top_level_member(br#"{"nested":{"metadata":1}}"#, "metadata"), None);
+        assert_eq!(top_level_member(br#"{}"#, "metadata"), None);
+        assert_eq!(&br#"{"metadata":-0.5}"#[top_level_member(br#"{"metadata":-0.5}"#, "metadata").unwrap()], b"-0.5");
+        assert_eq!(top_level_member(br#"{"metadata":"#, "metadata"), None);
+    }
+
+    #[test]
+    fn writes_escaped_strings_and_nested_objects() {
+        let body = object(|o| {
+            o.bool("success", false)
+                .str("message", "quote \" slash \\ nl \n nul \u{0} tab \t é")
+                .u64("n", 0)
+                .u64("max", u64::MAX)
+                .raw("metadata", "null")
+                .object("inner", |i| {
+                    i.str("id", "x");
+                })
+                .array("errors", ["a", "b"], |o, f| {
+                    o.str("field", f);
+                });
+        });
+        let text = String::from_utf8(body).unwrap();
+        assert_eq!(
+            text,
+            r#"{"success":false,"message":"quote \" slash \\ nl \n nul \u0000 tab \t é","n":0,"max":18446744073709551615,"metadata":null,"inner":{"id":"x"},"errors":[{"field":"a"},{"field":"b"}]}"#
+        );
+        let mut buf = text.into_bytes();
+        assert!(parse_object(&mut buf).is_ok());
+    }
+}

@@ -1,0 +1,335 @@
+//! Test support for the services' integration tests: a fresh schema per test in
+//! the real PostgreSQL, the real service on an ephemeral port, an HTTP client,
+//! and a TCP proxy that can cut the service off from its database.
+//!
+//! The database is `TEST_DATABASE_URL`, else `DATABASE_URL`, else
+//! `postgres://postgres@127.0.0.1:5432/test`.
+
+use crate::app::{serve, Endpoint};
+use crate::config::Config;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::HeaderMap;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The database the tests use.
+pub fn base_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .or_else(|_| std::env::var("DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema of its own for one test, dropped when the last handle goes.
+pub struct TestDb {
+    base: String,
+    schema: String,
+}
+
+impl TestDb {
+    /// Creates a fresh, empty schema.
+    pub async fn new() -> Arc<TestDb> {
+        let base = base_database_url();
+        let schema = format!("kc_test_{}", uuid::Uuid::new_v4().simple());
+        let client = connect(&base).await;
+        client
+            .batch_execute(&format!("CREATE SCHEMA {schema}"))
+            .await
+            .expect("cannot create a test schema");
+        Arc::new(TestDb { base, schema })
+    }
+
+    /// The schema's name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A URL whose connections see only this schema.
+    pub fn url(&self) -> String {
+        let sep = if self.base.contains('?') { '&' } else { '?' };
+        format!("{}{sep}options=-csearch_path%3D{}", self.base, self.schema)
+    }
+
+    /// [`TestDb::url`] with the server's address replaced by `addr` (a proxy).
+    pub fn url_via(&self, addr: SocketAddr) -> String {
+        let config: tokio_postgres::Config = self.base.parse().expect("test database URL");
+        let user = config.get_user().unwrap_or("postgres");
+        let db = config.get_dbname().unwrap_or("test");
+        let password = config
+            .get_password()
+            .map(|p| format!(":{}", String::from_utf8_lossy(p)))
+            .unwrap_or_default();
+        format!("postgres://{user}{password}@{addr}/{db}?options=-csearch_path%3D{}", self.schema)
+    }
+
+    /// A client on this schema, for checking what the service stored.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        connect(&self.url()).await
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let (base, schema) = (self.base.clone(), self.schema.clone());
+        // Drop runs inside the test's runtime; clean up on a thread of our own.
+        let _ = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok((client, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+                    tokio::spawn(conn);
+                    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the test database (set TEST_DATABASE_URL): {e}"));
+    tokio::spawn(conn);
+    client
+}
+
+static WORKERS: AtomicUsize = AtomicUsize::new(1);
+
+/// One running service.
+pub struct TestApp {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its database schema.
+    pub db: Arc<TestDb>,
+    /// Its `WORKER_ID`.
+    pub worker_id: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+/// Starts `E` against a fresh schema and waits until it is healthy.
+pub async fn spawn_app<E: Endpoint>() -> TestApp {
+    spawn_app_with::<E>(TestDb::new().await, &[]).await
+}
+
+/// Starts `E` on `db` with extra environment `vars`, and waits until healthy.
+pub async fn spawn_app_with<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestApp {
+    let app = start::<E>(db, vars).await;
+    app.wait_healthy().await;
+    app
+}
+
+/// Starts `E` without waiting for it to be healthy (its database may be down).
+pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestApp {
+    init_logging();
+    let worker_id = format!("{}-test-{}", E::SERVICE, WORKERS.fetch_add(1, Ordering::Relaxed));
+    let mut env: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db.url()),
+        ("WORKER_ID".into(), worker_id.clone()),
+        ("DB_CONNECT_TIMEOUT_MS".into(), "1000".into()),
+        ("DB_POOL_SIZE".into(), "8".into()),
+    ]);
+    for (k, v) in vars {
+        env.insert((*k).into(), (*v).into());
+    }
+    let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+    let addr = listener.local_addr().expect("local address");
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(serve::<E>(config, listener, async {
+        let _ = rx.await;
+    }));
+    TestApp {
+        addr,
+        db,
+        worker_id,
+        shutdown: Some(tx),
+        task: Some(task),
+        client: Client::builder(TokioExecutor::new()).build_http(),
+    }
+}
+
+fn init_logging() {
+    // TEST_LOG=debug shows the services' logs; silent by default.
+    let level = std::env::var("TEST_LOG").unwrap_or_else(|_| "off".into());
+    let config = Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some("postgres://localhost/test".into()),
+        "LOG_LEVEL" => Some(level.clone()),
+        "LOG_FORMAT" => Some("text".into()),
+        "WORKER_ID" => Some("test".into()),
+        _ => None,
+    });
+    if let Ok(config) = config {
+        crate::logging::init(&config, "test");
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body as JSON; panics with the body text if it is not.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+    }
+
+    /// A header's value as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Sends `req` (its URI a path) and reads the whole response.
+    pub async fn send(&self, mut req: Request<Full<Bytes>>) -> TestResponse {
+        let uri = format!("{}{}", self.base_url(), req.uri());
+        *req.uri_mut() = uri.parse().expect("request URI");
+        let response = self.client.request(req).await.expect("request failed");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("read response body").to_bytes();
+        TestResponse { status: parts.status, headers: parts.headers, body }
+    }
+
+    /// POSTs `body` as JSON.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> TestResponse {
+        self.post_raw(path, Some("application/json"), body.to_string()).await
+    }
+
+    /// POSTs raw bytes with an optional content type.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> TestResponse {
+        let mut req = Request::builder().method(Method::POST).uri(path);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        self.send(req.body(Full::new(body.into())).expect("request")).await
+    }
+
+    /// GETs `path`.
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(Request::get(path).body(Full::default()).expect("request")).await
+    }
+
+    /// Polls `/health` until it answers 200 (migrations done, database up).
+    pub async fn wait_healthy(&self) {
+        for _ in 0..200 {
+            if self.get("/health").await.status == StatusCode::OK {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("service at {} did not become healthy", self.addr);
+    }
+
+    /// Begins graceful shutdown and returns the task serving until it completes.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("already shut down")
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A TCP proxy in front of the database that a test can cut and restore, to
+/// simulate an outage without touching the shared server.
+pub struct TcpProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl TcpProxy {
+    /// Starts forwarding to the test database's server.
+    pub async fn start() -> TcpProxy {
+        let config: tokio_postgres::Config = base_database_url().parse().expect("test database URL");
+        let host = match config.get_hosts().first() {
+            Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+            _ => "127.0.0.1".into(),
+        };
+        let port = config.get_ports().first().copied().unwrap_or(5432);
+        let target = format!("{host}:{port}");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let up = Arc::new(AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (up, links) = (up.clone(), links.clone());
+            async move {
+                while let Ok((mut inbound, _)) = listener.accept().await {
+                    if !up.load(Ordering::SeqCst) {
+                        continue; // dropped: the client sees the connection close
+                    }
+                    let target = target.clone();
+                    let link = tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                    if let Ok(mut links) = links.lock() {
+                        links.retain(|l| !l.is_finished());
+                        links.push(link);
+                    }
+                }
+            }
+        });
+        TcpProxy { addr, up, links, accept }
+    }
+
+    /// Closes every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        if let Ok(mut links) = self.links.lock() {
+            for link in links.drain(..) {
+                link.abort();
+            }
+        }
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for TcpProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
