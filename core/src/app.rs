@@ -36,7 +36,11 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
     fn new(pool: Pool<Self::Statements>) -> Self;
 
     /// Handles one request whose body has been read and whose content type was checked.
-    fn handle(&self, ctx: &RequestCtx<'_>, body: Bytes) -> impl Future<Output = Result<Reply, ApiError>> + Send;
+    fn handle(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
 }
 
 /// Who is asking and who is answering.
@@ -91,17 +95,27 @@ impl<E: Endpoint> Shared<E> {
         match self.router.resolve(req.method(), req.uri().path())? {
             Route::Api => {
                 if !self.schema_ready.load(Ordering::Acquire) {
-                    return Err(ApiError::Unavailable("database schema is not migrated yet".into()));
+                    return Err(ApiError::Unavailable(
+                        "database schema is not migrated yet".into(),
+                    ));
                 }
-                let body = http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
-                let ctx = RequestCtx { request_id, worker_id: &self.config.worker_id };
+                let body =
+                    http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
+                let ctx = RequestCtx {
+                    request_id,
+                    worker_id: &self.config.worker_id,
+                };
                 self.endpoint.handle(&ctx, body).await
             }
             Route::Live => Ok(self.status(None, false).reply()),
             Route::Health => Ok(self.status(Some(self.database_up().await), false).reply()),
             Route::Ready => {
                 let draining = self.draining.load(Ordering::Acquire);
-                let up = if draining { None } else { Some(self.database_up().await) };
+                let up = if draining {
+                    None
+                } else {
+                    Some(self.database_up().await)
+                };
                 Ok(self.status(up, draining).reply())
             }
             Route::Preflight(allow) => Ok(Reply {
@@ -255,7 +269,11 @@ pub fn main<E: Endpoint>() -> ExitCode {
         Some("healthcheck") => return runtime(1).block_on(healthcheck()),
         None | Some("serve" | "migrate") => {}
         Some(other) => {
-            eprintln!("{}: unknown command {other:?}\n{}", E::SERVICE, USAGE.replace("SERVICE", E::SERVICE));
+            eprintln!(
+                "{}: unknown command {other:?}\n{}",
+                E::SERVICE,
+                USAGE.replace("SERVICE", E::SERVICE)
+            );
             return ExitCode::from(2);
         }
     }
@@ -316,7 +334,10 @@ fn runtime(threads: usize) -> tokio::runtime::Runtime {
 /// `SERVICE healthcheck`: a Docker HEALTHCHECK for an image without curl.
 async fn healthcheck() -> ExitCode {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let port = std::env::var("PORT").ok().and_then(|p| p.trim().parse::<u16>().ok()).unwrap_or(3000);
+    let port = std::env::var("PORT")
+        .ok()
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .unwrap_or(3000);
     let check = async {
         let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
         stream

@@ -86,37 +86,70 @@ impl Config {
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
-        let db_connect_timeout = Duration::from_millis(parse(&get, "DB_CONNECT_TIMEOUT_MS", 2000u64, 1..=600_000)?);
+        let db_connect_timeout =
+            Duration::from_millis(parse(&get, "DB_CONNECT_TIMEOUT_MS", 2000u64, 1..=600_000)?);
         Ok(Config {
             port: parse(&get, "PORT", 3000u16, 0..=65535)?,
-            bind_addr: parse_with(&get, "BIND_ADDR", || [0, 0, 0, 0].into(), |v| {
-                v.parse().map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".into())
-            })?,
-            worker_id: get("WORKER_ID").map(|v| v.trim().to_owned()).unwrap_or_else(hostname),
+            bind_addr: parse_with(
+                &get,
+                "BIND_ADDR",
+                || [0, 0, 0, 0].into(),
+                |v| {
+                    v.parse()
+                        .map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".into())
+                },
+            )?,
+            worker_id: get("WORKER_ID")
+                .map(|v| v.trim().to_owned())
+                .unwrap_or_else(hostname),
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
-            log_format: parse_with(&get, "LOG_FORMAT", || LogFormat::Json, |v| match v.as_str() {
-                "json" => Ok(LogFormat::Json),
-                "text" => Ok(LogFormat::Text),
-                _ => Err("must be json or text".into()),
-            })?,
+            log_format: parse_with(
+                &get,
+                "LOG_FORMAT",
+                || LogFormat::Json,
+                |v| match v.as_str() {
+                    "json" => Ok(LogFormat::Json),
+                    "text" => Ok(LogFormat::Text),
+                    _ => Err("must be json or text".into()),
+                },
+            )?,
             db: database(&get, db_connect_timeout)?,
             db_pool_size: parse(&get, "DB_POOL_SIZE", 10u32, 1..=1000)?,
             db_connect_timeout,
-            db_statement_timeout: Duration::from_millis(parse(&get, "DB_STATEMENT_TIMEOUT_MS", 5000u64, 1..=600_000)?),
+            db_statement_timeout: Duration::from_millis(parse(
+                &get,
+                "DB_STATEMENT_TIMEOUT_MS",
+                5000u64,
+                1..=600_000,
+            )?),
             max_body_bytes: parse(&get, "MAX_BODY_BYTES", 65536usize, 2..=64 * 1024 * 1024)?,
             shutdown_grace: Duration::from_secs(parse(&get, "SHUTDOWN_GRACE_SECONDS", 20u64, 0..=3600)?),
-            cors: parse_with(&get, "CORS_ALLOWED_ORIGINS", || CorsOrigins::Any, |v| {
-                let list: Vec<String> = v.split(',').map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
-                if list.iter().any(|o| o == "*") {
-                    Ok(CorsOrigins::Any)
-                } else if list.iter().any(|o| !o.bytes().all(|b| b.is_ascii_graphic())) {
-                    Err("origins must be visible ASCII, e.g. https://app.example.com".into())
-                } else {
-                    Ok(CorsOrigins::List(list))
-                }
-            })?,
+            cors: parse_with(
+                &get,
+                "CORS_ALLOWED_ORIGINS",
+                || CorsOrigins::Any,
+                |v| {
+                    let list: Vec<String> = v
+                        .split(',')
+                        .map(|o| o.trim().to_owned())
+                        .filter(|o| !o.is_empty())
+                        .collect();
+                    if list.iter().any(|o| o == "*") {
+                        Ok(CorsOrigins::Any)
+                    } else if list.iter().any(|o| !o.bytes().all(|b| b.is_ascii_graphic())) {
+                        Err("origins must be visible ASCII, e.g. https://app.example.com".into())
+                    } else {
+                        Ok(CorsOrigins::List(list))
+                    }
+                },
+            )?,
             run_migrations: parse_with(&get, "RUN_MIGRATIONS", || true, parse_bool)?,
-            header_timeout: Duration::from_millis(parse(&get, "HTTP_HEADER_TIMEOUT_MS", 10_000u64, 1..=600_000)?),
+            header_timeout: Duration::from_millis(parse(
+                &get,
+                "HTTP_HEADER_TIMEOUT_MS",
+                10_000u64,
+                1..=600_000,
+            )?),
             keep_alive: Duration::from_secs(parse(&get, "HTTP_KEEP_ALIVE_SECONDS", 75u64, 1..=3600)?),
         })
     }
@@ -194,10 +227,19 @@ fn parse<T>(
 where
     T: FromStr + PartialOrd + fmt::Display + Copy,
 {
-    parse_with(get, key, || default, |v| match v.trim().parse::<T>() {
-        Ok(n) if range.contains(&n) => Ok(n),
-        _ => Err(format!("must be a whole number from {} to {}", range.start(), range.end())),
-    })
+    parse_with(
+        get,
+        key,
+        || default,
+        |v| match v.trim().parse::<T>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(format!(
+                "must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )),
+        },
+    )
 }
 
 fn parse_with<T>(
@@ -208,7 +250,10 @@ fn parse_with<T>(
 ) -> Result<T, ConfigError> {
     match get(key) {
         None => Ok(default()),
-        Some(v) => parse(v).map_err(|reason| ConfigError { variable: key, reason }),
+        Some(v) => parse(v).map_err(|reason| ConfigError {
+            variable: key,
+            reason,
+        }),
     }
 }
 
@@ -298,18 +343,26 @@ mod tests {
             ("BIND_ADDR", "everywhere"),
             ("SHUTDOWN_GRACE_SECONDS", "soon"),
         ] {
-            let err = config(&[base, (var, value)]).err().unwrap_or_else(|| panic!("{var}={value} accepted"));
+            let err = config(&[base, (var, value)])
+                .err()
+                .unwrap_or_else(|| panic!("{var}={value} accepted"));
             assert_eq!(err.variable, var);
             assert!(err.to_string().contains(var));
         }
-        let err = config(&[("DATABASE_URL", "postgres://u:hunter2@host:notaport/db")]).err().unwrap();
+        let err = config(&[("DATABASE_URL", "postgres://u:hunter2@host:notaport/db")])
+            .err()
+            .unwrap();
         assert_eq!(err.variable, "DATABASE_URL");
         assert!(!err.to_string().contains("hunter2"));
     }
 
     #[test]
     fn worker_id_comes_from_the_environment_when_set() {
-        let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("WORKER_ID", " issuance-1 ")]).unwrap();
+        let c = config(&[
+            ("DATABASE_URL", "postgres://localhost/test"),
+            ("WORKER_ID", " issuance-1 "),
+        ])
+        .unwrap();
         assert_eq!(c.worker_id, "issuance-1");
         let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("WORKER_ID", "")]).unwrap();
         assert_eq!(c.worker_id, hostname());
@@ -322,6 +375,9 @@ mod tests {
             ("CORS_ALLOWED_ORIGINS", "https://a.example, https://b.example"),
         ])
         .unwrap();
-        assert_eq!(c.cors, CorsOrigins::List(vec!["https://a.example".into(), "https://b.example".into()]));
+        assert_eq!(
+            c.cors,
+            CorsOrigins::List(vec!["https://a.example".into(), "https://b.example".into()])
+        );
     }
 }

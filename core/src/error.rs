@@ -65,7 +65,12 @@ pub struct Reply {
 impl Reply {
     /// A JSON reply with this status.
     pub fn json(status: StatusCode, body: Vec<u8>) -> Self {
-        Reply { status, body, allow: None, retry_after: None }
+        Reply {
+            status,
+            body,
+            allow: None,
+            retry_after: None,
+        }
     }
 }
 
@@ -103,11 +108,17 @@ impl ApiError {
             ),
             ApiError::NotFound => simple(StatusCode::NOT_FOUND, "Not found"),
             ApiError::MethodNotAllowed(allow) => {
-                let mut reply = simple(StatusCode::METHOD_NOT_ALLOWED, &format!("Method not allowed; use {allow}"));
+                let mut reply = simple(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    &format!("Method not allowed; use {allow}"),
+                );
                 reply.allow = Some(allow);
                 reply
             }
-            ApiError::RequestTimeout => simple(StatusCode::REQUEST_TIMEOUT, "Request body was not received in time"),
+            ApiError::RequestTimeout => simple(
+                StatusCode::REQUEST_TIMEOUT,
+                "Request body was not received in time",
+            ),
             ApiError::Unavailable(why) => {
                 log::warn!(request_id, reason:% = why; "dependency unavailable");
                 let mut reply = simple(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable");

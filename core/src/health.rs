@@ -36,12 +36,59 @@ impl Status<'_> {
         Reply::json(
             status,
             json::object(|o| {
-                o.str("status", word).str("service", self.service).str("workerId", self.worker_id);
+                o.str("status", word)
+                    .str("service", self.service)
+                    .str("workerId", self.worker_id);
                 if let Some(up) = self.database_up {
                     o.str("database", if up { "up" } else { "down" });
                 }
                 o.u64("uptimeSeconds", self.uptime_seconds);
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(s: &Status<'_>) -> (u16, String) {
+        let r = s.reply();
+        (r.status.as_u16(), String::from_utf8(r.body).unwrap_or_default())
+    }
+
+    #[test]
+    fn statuses_follow_the_database_and_draining() {
+        let mut s = Status {
+            service: "issuance",
+            worker_id: "w",
+            uptime_seconds: 12,
+            database_up: Some(true),
+            draining: false,
+        };
+        assert_eq!(
+            body(&s),
+            (
+                200,
+                r#"{"status":"ok","service":"issuance","workerId":"w","database":"up","uptimeSeconds":12}"#
+                    .into()
+            )
+        );
+        s.database_up = Some(false);
+        assert_eq!(
+            body(&s),
+            (503, r#"{"status":"degraded","service":"issuance","workerId":"w","database":"down","uptimeSeconds":12}"#.into())
+        );
+        s.database_up = None;
+        assert_eq!(
+            body(&s),
+            (
+                200,
+                r#"{"status":"ok","service":"issuance","workerId":"w","uptimeSeconds":12}"#.into()
+            )
+        );
+        s.draining = true;
+        assert_eq!(body(&s).0, 503);
+        assert!(body(&s).1.contains(r#""status":"draining""#));
     }
 }

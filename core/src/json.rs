@@ -322,20 +322,31 @@ mod tests {
     fn deep_nesting_is_refused_without_recursing() {
         let deep = format!("{{\"a\":{}{}}}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(parse(&deep), Err(BodyError::TooDeep));
-        let ok = format!("{{\"a\":{}{}}}", "[".repeat(MAX_BODY_DEPTH - 1), "]".repeat(MAX_BODY_DEPTH - 1));
+        let ok = format!(
+            "{{\"a\":{}{}}}",
+            "[".repeat(MAX_BODY_DEPTH - 1),
+            "]".repeat(MAX_BODY_DEPTH - 1)
+        );
         assert!(parse(&ok).is_ok());
     }
 
     #[test]
     fn finds_the_raw_text_of_a_top_level_member() {
-        let raw = br#" { "name" : "x", "metadata" : { "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] } , "z": 1 } "#;
+        let raw =
+            br#" { "name" : "x", "metadata" : { "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] } , "z": 1 } "#;
         let span = top_level_member(raw, "metadata").unwrap();
         assert_eq!(&raw[span], br#"{ "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] }"#);
         let raw = br#"{"metadata":1e40,"metadata":[true]}"#;
         assert_eq!(&raw[top_level_member(raw, "metadata").unwrap()], b"[true]");
-        assert_eq!(top_level_member(br#"{"nested":{"metadata":1}}"#, "metadata"), None);
+        assert_eq!(
+            top_level_member(br#"{"nested":{"metadata":1}}"#, "metadata"),
+            None
+        );
         assert_eq!(top_level_member(br#"{}"#, "metadata"), None);
-        assert_eq!(&br#"{"metadata":-0.5}"#[top_level_member(br#"{"metadata":-0.5}"#, "metadata").unwrap()], b"-0.5");
+        assert_eq!(
+            &br#"{"metadata":-0.5}"#[top_level_member(br#"{"metadata":-0.5}"#, "metadata").unwrap()],
+            b"-0.5"
+        );
         assert_eq!(top_level_member(br#"{"metadata":"#, "metadata"), None);
     }
 

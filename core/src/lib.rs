@@ -22,6 +22,6 @@ pub mod time;
 pub mod testing;
 
 pub use app::{Endpoint, RequestCtx};
-pub use error::Reply;
 pub use config::Config;
 pub use error::ApiError;
+pub use error::Reply;

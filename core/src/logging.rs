@@ -10,7 +10,9 @@ use std::time::SystemTime;
 pub fn init(config: &Config, service: &'static str) {
     let worker = config.worker_id.clone();
     let mut builder = env_logger::Builder::new();
-    builder.parse_filters(&config.log_level).target(env_logger::Target::Stdout);
+    builder
+        .parse_filters(&config.log_level)
+        .target(env_logger::Target::Stdout);
     match config.log_format {
         LogFormat::Json => builder.format(move |buf, record| {
             let mut line = Vec::with_capacity(256);

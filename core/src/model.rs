@@ -26,7 +26,10 @@ pub struct FieldError {
 
 impl FieldError {
     fn new(field: impl Into<Cow<'static, str>>, message: &'static str) -> Self {
-        FieldError { field: field.into(), message }
+        FieldError {
+            field: field.into(),
+            message,
+        }
     }
 }
 
@@ -60,20 +63,29 @@ impl<'a> NewCredential<'a> {
         let mut body = Members::new(value, &mut errors);
 
         let name = body.string("name", Some(NAME_MAX), &mut errors).map(trim);
-        let email = body.string("email", None, &mut errors).and_then(|e| email(e, &mut errors));
-        let credential_type = body.string("credentialType", Some(CREDENTIAL_TYPE_MAX), &mut errors).map(trim);
+        let email = body
+            .string("email", None, &mut errors)
+            .and_then(|e| email(e, &mut errors));
+        let credential_type = body
+            .string("credentialType", Some(CREDENTIAL_TYPE_MAX), &mut errors)
+            .map(trim);
         let metadata = match body.take("metadata") {
             None => None,
             Some(_) if Members::has_nul_error(&errors, "metadata") => None,
             Some(BorrowedValue::Object(map)) => {
                 let value = BorrowedValue::Object(map);
                 if depth(&value) > METADATA_MAX_DEPTH {
-                    errors.push(FieldError::new("metadata", "must be nested at most 32 levels deep"));
+                    errors.push(FieldError::new(
+                        "metadata",
+                        "must be nested at most 32 levels deep",
+                    ));
                     None
                 } else {
                     // Hand PostgreSQL the metadata as the client wrote it, so numbers keep
                     // every digit; re-serialise only if the member's key was escaped.
-                    match json::top_level_member(raw, "metadata").and_then(|span| std::str::from_utf8(&raw[span]).ok()) {
+                    match json::top_level_member(raw, "metadata")
+                        .and_then(|span| std::str::from_utf8(&raw[span]).ok())
+                    {
                         Some(text) => Some(Cow::Borrowed(text)),
                         None => Some(Cow::Owned(value.encode())),
                     }
@@ -128,15 +140,24 @@ impl<'a> VerifyRequest<'a> {
         let value = json::parse_object(scratch)?;
         let mut errors = Vec::new();
         let mut body = Members::new(value, &mut errors);
-        let id = body.string("id", None, &mut errors).and_then(|id| match canonical_uuid(&id) {
-            Some(id) => Some(id),
-            None => {
-                errors.push(FieldError::new("id", "must be a UUID such as 550e8400-e29b-41d4-a716-446655440000"));
-                None
-            }
-        });
-        let name = body.optional_string("name", Some(NAME_MAX), &mut errors).map(trim);
-        let email = body.optional_string("email", None, &mut errors).and_then(|e| email(e, &mut errors));
+        let id = body
+            .string("id", None, &mut errors)
+            .and_then(|id| match canonical_uuid(&id) {
+                Some(id) => Some(id),
+                None => {
+                    errors.push(FieldError::new(
+                        "id",
+                        "must be a UUID such as 550e8400-e29b-41d4-a716-446655440000",
+                    ));
+                    None
+                }
+            });
+        let name = body
+            .optional_string("name", Some(NAME_MAX), &mut errors)
+            .map(trim);
+        let email = body
+            .optional_string("email", None, &mut errors)
+            .and_then(|e| email(e, &mut errors));
         match id {
             Some(id) if errors.is_empty() => Ok(VerifyRequest { id, name, email }),
             _ => Err(Invalid(errors)),
@@ -180,13 +201,18 @@ impl Credential<'_> {
     /// Writes the credential as a JSON object member named `key`.
     pub fn write(&self, o: &mut json::ObjectWriter<'_>, key: &'static str) {
         o.object(key, |c| {
-            c.str("id", self.id.hyphenated().encode_lower(&mut uuid::Uuid::encode_buffer()))
-                .str("name", self.name)
-                .str("email", self.email)
-                .str("credentialType", self.credential_type)
-                .raw("metadata", self.metadata.unwrap_or("null"))
-                .str("issuedBy", self.issued_by)
-                .str("issuedAt", &crate::time::rfc3339_millis(self.issued_at));
+            c.str(
+                "id",
+                self.id
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer()),
+            )
+            .str("name", self.name)
+            .str("email", self.email)
+            .str("credentialType", self.credential_type)
+            .raw("metadata", self.metadata.unwrap_or("null"))
+            .str("issuedBy", self.issued_by)
+            .str("issuedAt", &crate::time::rfc3339_millis(self.issued_at));
         });
     }
 }
@@ -207,9 +233,15 @@ impl<'a> Members<'a> {
         };
         for (key, member) in map.iter() {
             if key.contains('\0') {
-                errors.push(FieldError::new("body", "must not contain the NUL character (\\u0000)"));
+                errors.push(FieldError::new(
+                    "body",
+                    "must not contain the NUL character (\\u0000)",
+                ));
             } else if contains_nul(member) {
-                errors.push(FieldError::new(Cow::Owned(key.to_string()), "must not contain the NUL character (\\u0000)"));
+                errors.push(FieldError::new(
+                    Cow::Owned(key.to_string()),
+                    "must not contain the NUL character (\\u0000)",
+                ));
             }
         }
         Members { map }
@@ -224,7 +256,12 @@ impl<'a> Members<'a> {
     }
 
     /// A required string member, trimmed length-checked against `max` when given.
-    fn string(&mut self, key: &'static str, max: Option<usize>, errors: &mut Vec<FieldError>) -> Option<Cow<'a, str>> {
+    fn string(
+        &mut self,
+        key: &'static str,
+        max: Option<usize>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Cow<'a, str>> {
         match self.take(key) {
             None => {
                 errors.push(FieldError::new(key, "is required"));
@@ -235,11 +272,22 @@ impl<'a> Members<'a> {
     }
 
     /// An optional string member: absent is fine, anything else is checked like a required one.
-    fn optional_string(&mut self, key: &'static str, max: Option<usize>, errors: &mut Vec<FieldError>) -> Option<Cow<'a, str>> {
-        self.take(key).and_then(|v| Self::check_string(key, v, max, errors))
+    fn optional_string(
+        &mut self,
+        key: &'static str,
+        max: Option<usize>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Cow<'a, str>> {
+        self.take(key)
+            .and_then(|v| Self::check_string(key, v, max, errors))
     }
 
-    fn check_string(key: &'static str, v: BorrowedValue<'a>, max: Option<usize>, errors: &mut Vec<FieldError>) -> Option<Cow<'a, str>> {
+    fn check_string(
+        key: &'static str,
+        v: BorrowedValue<'a>,
+        max: Option<usize>,
+        errors: &mut Vec<FieldError>,
+    ) -> Option<Cow<'a, str>> {
         let BorrowedValue::String(s) = v else {
             errors.push(FieldError::new(key, "must be a string"));
             return None;
@@ -256,7 +304,11 @@ impl<'a> Members<'a> {
             if len > max {
                 errors.push(FieldError::new(
                     key,
-                    if max == NAME_MAX { "must be at most 255 characters" } else { "must be at most 100 characters" },
+                    if max == NAME_MAX {
+                        "must be at most 255 characters"
+                    } else {
+                        "must be at most 100 characters"
+                    },
                 ));
                 return None;
             }
@@ -345,7 +397,10 @@ fn depth(v: &BorrowedValue<'_>) -> usize {
 mod tests {
     use super::*;
 
-    fn issue(body: &str) -> Result<(String, String, String, Option<String>), Vec<(String, &'static str)>> {
+    /// (name, email, credentialType, metadata) on success; (field, message) pairs otherwise.
+    type Parsed = Result<(String, String, String, Option<String>), Vec<(String, &'static str)>>;
+
+    fn issue(body: &str) -> Parsed {
         let raw = body.as_bytes().to_vec();
         let mut scratch = raw.clone();
         NewCredential::parse(&raw, &mut scratch)
@@ -357,7 +412,12 @@ mod tests {
                     c.metadata().map(str::to_owned),
                 )
             })
-            .map_err(|Invalid(errors)| errors.into_iter().map(|e| (e.field.into_owned(), e.message)).collect())
+            .map_err(|Invalid(errors)| {
+                errors
+                    .into_iter()
+                    .map(|e| (e.field.into_owned(), e.message))
+                    .collect()
+            })
     }
 
     fn fields(body: &str) -> Vec<String> {
@@ -374,17 +434,29 @@ mod tests {
         assert_eq!(name, "John Doe");
         assert_eq!(email, "john@example.com");
         assert_eq!(kind, "Developer Certificate");
-        assert_eq!(meta.as_deref(), Some(r#"{"organization":"Tech Corp","score":12.50}"#));
+        assert_eq!(
+            meta.as_deref(),
+            Some(r#"{"organization":"Tech Corp","score":12.50}"#)
+        );
     }
 
     #[test]
     fn metadata_is_optional_and_empty_objects_stay_empty() {
         let base = r#""name":"a","email":"a@b.co","credentialType":"t""#;
         assert_eq!(issue(&format!("{{{base}}}")).unwrap().3, None);
-        assert_eq!(issue(&format!("{{{base},\"metadata\":{{}}}}")).unwrap().3.as_deref(), Some("{}"));
+        assert_eq!(
+            issue(&format!("{{{base},\"metadata\":{{}}}}"))
+                .unwrap()
+                .3
+                .as_deref(),
+            Some("{}")
+        );
         // An escaped key is still found, and re-serialised.
         assert_eq!(
-            issue(&format!("{{{base},\"meta\\u0064ata\":{{\"k\":1}}}}")).unwrap().3.as_deref(),
+            issue(&format!("{{{base},\"meta\\u0064ata\":{{\"k\":1}}}}"))
+                .unwrap()
+                .3
+                .as_deref(),
             Some(r#"{"k":1}"#)
         );
     }
@@ -403,12 +475,26 @@ mod tests {
 
     #[test]
     fn enforces_lengths_in_characters_after_trimming() {
-        let ok = format!(r#"{{"name":" {} ","email":"a@b.co","credentialType":"{}"}}"#, "é".repeat(255), "ü".repeat(100));
+        let ok = format!(
+            r#"{{"name":" {} ","email":"a@b.co","credentialType":"{}"}}"#,
+            "é".repeat(255),
+            "ü".repeat(100)
+        );
         assert!(issue(&ok).is_ok());
-        let long = format!(r#"{{"name":"{}","email":"a@b.co","credentialType":"{}"}}"#, "x".repeat(256), "y".repeat(101));
+        let long = format!(
+            r#"{{"name":"{}","email":"a@b.co","credentialType":"{}"}}"#,
+            "x".repeat(256),
+            "y".repeat(101)
+        );
         assert_eq!(fields(&long), ["name", "credentialType"]);
-        let email = format!(r#"{{"name":"n","email":"{}@b.co","credentialType":"t"}}"#, "a".repeat(251));
-        assert_eq!(issue(&email).unwrap_err(), [("email".to_owned(), "must be at most 255 characters")]);
+        let email = format!(
+            r#"{{"name":"n","email":"{}@b.co","credentialType":"t"}}"#,
+            "a".repeat(251)
+        );
+        assert_eq!(
+            issue(&email).unwrap_err(),
+            [("email".to_owned(), "must be at most 255 characters")]
+        );
     }
 
     #[test]
@@ -416,7 +502,19 @@ mod tests {
         for good in ["a@b.co", "first.last+tag@sub.example.org", "ü@ä.de"] {
             assert!(is_email(good), "{good}");
         }
-        for bad in ["", "ab.co", "a@@b.co", "a@b@c.co", "@b.co", "a@bco", "a@.b.co", "a@b..co", "a@b.co.", "a b@c.co", "a@b.c\u{a0}o"] {
+        for bad in [
+            "",
+            "ab.co",
+            "a@@b.co",
+            "a@b@c.co",
+            "@b.co",
+            "a@bco",
+            "a@.b.co",
+            "a@b..co",
+            "a@b.co.",
+            "a b@c.co",
+            "a@b.c\u{a0}o",
+        ] {
             assert!(!is_email(bad), "{bad}");
         }
     }
@@ -425,9 +523,19 @@ mod tests {
     fn metadata_must_be_an_object_of_bounded_depth() {
         let base = r#""name":"a","email":"a@b.co","credentialType":"t""#;
         for bad in ["null", "[]", "\"x\"", "1", "true"] {
-            assert_eq!(fields(&format!("{{{base},\"metadata\":{bad}}}")), ["metadata"], "{bad}");
+            assert_eq!(
+                fields(&format!("{{{base},\"metadata\":{bad}}}")),
+                ["metadata"],
+                "{bad}"
+            );
         }
-        let nest = |n: usize| format!("{{{base},\"metadata\":{}1{}}}", "{\"a\":".repeat(n), "}".repeat(n));
+        let nest = |n: usize| {
+            format!(
+                "{{{base},\"metadata\":{}1{}}}",
+                "{\"a\":".repeat(n),
+                "}".repeat(n)
+            )
+        };
         assert!(issue(&nest(32)).is_ok());
         assert_eq!(fields(&nest(33)), ["metadata"]);
         assert_eq!(fields(&nest(70)), ["body"]);
@@ -436,11 +544,19 @@ mod tests {
     #[test]
     fn nul_characters_are_refused_wherever_they_are() {
         assert_eq!(
-            fields(r#"{"name":"a\u0000b","email":"a@b.co","credentialType":"t","metadata":{"k":["\u0000"]},"other":"\u0000"}"#),
+            fields(
+                r#"{"name":"a\u0000b","email":"a@b.co","credentialType":"t","metadata":{"k":["\u0000"]},"other":"\u0000"}"#
+            ),
             ["name", "metadata", "other"]
         );
-        assert_eq!(fields(r#"{"name":"a","email":"a@b.co","credentialType":"t","metadata":{"\u0000":1}}"#), ["metadata"]);
-        assert_eq!(fields(r#"{"name":"a","email":"a@b.co","credentialType":"t","\u0000":1}"#), ["body"]);
+        assert_eq!(
+            fields(r#"{"name":"a","email":"a@b.co","credentialType":"t","metadata":{"\u0000":1}}"#),
+            ["metadata"]
+        );
+        assert_eq!(
+            fields(r#"{"name":"a","email":"a@b.co","credentialType":"t","\u0000":1}"#),
+            ["body"]
+        );
     }
 
     #[test]
@@ -452,12 +568,16 @@ mod tests {
 
     fn verify(body: &str) -> Result<VerifyRequest<'static>, Vec<String>> {
         let scratch: &'static mut [u8] = Box::leak(body.as_bytes().to_vec().into_boxed_slice());
-        VerifyRequest::parse(scratch).map_err(|Invalid(e)| e.into_iter().map(|e| e.field.into_owned()).collect())
+        VerifyRequest::parse(scratch)
+            .map_err(|Invalid(e)| e.into_iter().map(|e| e.field.into_owned()).collect())
     }
 
     #[test]
     fn verification_requests() {
-        let v = verify(r#"{"id":"550E8400-E29B-41D4-A716-446655440000","name":" John ","email":"JOHN@example.com"}"#).unwrap();
+        let v = verify(
+            r#"{"id":"550E8400-E29B-41D4-A716-446655440000","name":" John ","email":"JOHN@example.com"}"#,
+        )
+        .unwrap();
         assert_eq!(v.id().to_string(), "550e8400-e29b-41d4-a716-446655440000");
         assert_eq!(v.name(), Some("John"));
         assert_eq!(v.email(), Some("john@example.com"));
@@ -471,7 +591,11 @@ mod tests {
             r#""""#,
             "42",
         ] {
-            assert_eq!(verify(&format!("{{\"id\":{bad_id}}}")).unwrap_err(), ["id"], "{bad_id}");
+            assert_eq!(
+                verify(&format!("{{\"id\":{bad_id}}}")).unwrap_err(),
+                ["id"],
+                "{bad_id}"
+            );
         }
         assert_eq!(verify("{}").unwrap_err(), ["id"]);
         assert_eq!(

@@ -69,7 +69,10 @@ impl TestDb {
             .get_password()
             .map(|p| format!(":{}", String::from_utf8_lossy(p)))
             .unwrap_or_default();
-        format!("postgres://{user}{password}@{addr}/{db}?options=-csearch_path%3D{}", self.schema)
+        format!(
+            "postgres://{user}{password}@{addr}/{db}?options=-csearch_path%3D{}",
+            self.schema
+        )
     }
 
     /// A client on this schema, for checking what the service stored.
@@ -89,7 +92,9 @@ impl Drop for TestDb {
             rt.block_on(async {
                 if let Ok((client, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
                     tokio::spawn(conn);
-                    let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).await;
+                    let _ = client
+                        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                        .await;
                 }
             });
         })
@@ -146,7 +151,9 @@ pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestA
         env.insert((*k).into(), (*v).into());
     }
     let config = Config::from_lookup(|k| env.get(k).cloned()).expect("test configuration");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind an ephemeral port");
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port");
     let addr = listener.local_addr().expect("local address");
     let (tx, rx) = oneshot::channel::<()>();
     let task = tokio::spawn(serve::<E>(config, listener, async {
@@ -191,8 +198,12 @@ pub struct TestResponse {
 impl TestResponse {
     /// The body as JSON; panics with the body text if it is not.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
     }
 
     /// A header's value as text.
@@ -214,26 +225,38 @@ impl TestApp {
         let response = self.client.request(req).await.expect("request failed");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("read response body").to_bytes();
-        TestResponse { status: parts.status, headers: parts.headers, body }
+        TestResponse {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
     }
 
     /// POSTs `body` as JSON.
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> TestResponse {
-        self.post_raw(path, Some("application/json"), body.to_string()).await
+        self.post_raw(path, Some("application/json"), body.to_string())
+            .await
     }
 
     /// POSTs raw bytes with an optional content type.
-    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: impl Into<Bytes>) -> TestResponse {
+    pub async fn post_raw(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+    ) -> TestResponse {
         let mut req = Request::builder().method(Method::POST).uri(path);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
-        self.send(req.body(Full::new(body.into())).expect("request")).await
+        self.send(req.body(Full::new(body.into())).expect("request"))
+            .await
     }
 
     /// GETs `path`.
     pub async fn get(&self, path: &str) -> TestResponse {
-        self.send(Request::get(path).body(Full::default()).expect("request")).await
+        self.send(Request::get(path).body(Full::default()).expect("request"))
+            .await
     }
 
     /// Polls `/health` until it answers 200 (migrations done, database up).
@@ -308,7 +331,12 @@ impl TcpProxy {
                 }
             }
         });
-        TcpProxy { addr, up, links, accept }
+        TcpProxy {
+            addr,
+            up,
+            links,
+            accept,
+        }
     }
 
     /// Closes every open connection and refuses new ones.

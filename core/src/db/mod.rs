@@ -68,7 +68,9 @@ impl ErrorSink<tokio_postgres::Error> for LogSink {
     fn sink(&self, error: tokio_postgres::Error) {
         // tokio-postgres' Display says only "db error" for server errors; show the server's words.
         match error.as_db_error() {
-            Some(db) => log::error!(target: "db", code = db.code().code(), error = db.message(); "database connection failed"),
+            Some(db) => {
+                log::error!(target: "db", code = db.code().code(), error = db.message(); "database connection failed")
+            }
             None => log::error!(target: "db", error:% = error; "database connection failed"),
         }
     }
@@ -86,7 +88,10 @@ pub struct Pool<S: Statements> {
 
 impl<S: Statements> Clone for Pool<S> {
     fn clone(&self) -> Self {
-        Pool { inner: self.inner.clone(), statement_timeout: self.statement_timeout }
+        Pool {
+            inner: self.inner.clone(),
+            statement_timeout: self.statement_timeout,
+        }
     }
 }
 
@@ -108,14 +113,19 @@ impl<S: Statements> Pool<S> {
             .max_lifetime(Some(Duration::from_secs(1800)))
             .error_sink(Box::new(LogSink))
             .build_unchecked(manager);
-        Pool { inner, statement_timeout: config.db_statement_timeout }
+        Pool {
+            inner,
+            statement_timeout: config.db_statement_timeout,
+        }
     }
 
     /// Checks out a connection, waiting at most `DB_CONNECT_TIMEOUT_MS`.
     pub async fn get(&self) -> Result<PooledConnection<'_, Manager<S>>, DbError> {
         self.inner.get().await.map_err(|e| match e {
             bb8::RunError::User(e) => DbError::from(e),
-            bb8::RunError::TimedOut => DbError::Unavailable("no database connection within the connect timeout".into()),
+            bb8::RunError::TimedOut => {
+                DbError::Unavailable("no database connection within the connect timeout".into())
+            }
         })
     }
 

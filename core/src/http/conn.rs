@@ -22,6 +22,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// Timeouts of one connection.
@@ -42,26 +43,45 @@ enum Phase {
     Busy,
 }
 
-/// What a connection is doing, and since when.
-struct Activity(Mutex<(Phase, Instant)>);
+/// What a connection is doing, and since when; the watchdog is woken on every change.
+struct Activity {
+    state: Mutex<(Phase, Instant)>,
+    changed: Notify,
+}
 
 impl Activity {
-    fn set(&self, phase: Phase) {
-        if let Ok(mut state) = self.0.lock() {
-            *state = (phase, Instant::now());
+    fn new() -> Self {
+        Activity {
+            state: Mutex::new((Phase::Idle, Instant::now())),
+            changed: Notify::new(),
         }
     }
 
+    fn set(&self, phase: Phase) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = (phase, Instant::now());
+        }
+        self.changed.notify_one();
+    }
+
     fn read_some(&self) {
-        if let Ok(mut state) = self.0.lock() {
-            if state.0 == Phase::Idle {
+        let started_head = match self.state.lock() {
+            Ok(mut state) if state.0 == Phase::Idle => {
                 *state = (Phase::Head, Instant::now());
+                true
             }
+            _ => false,
+        };
+        if started_head {
+            self.changed.notify_one();
         }
     }
 
     fn get(&self) -> (Phase, Instant) {
-        self.0.lock().map(|s| *s).unwrap_or((Phase::Busy, Instant::now()))
+        self.state
+            .lock()
+            .map(|s| *s)
+            .unwrap_or((Phase::Busy, Instant::now()))
     }
 }
 
@@ -75,7 +95,10 @@ async fn watchdog(activity: Arc<Activity>, t: Timeouts) {
             // The handler bounds its own body reads; look again later.
             Phase::Busy => Instant::now() + t.header,
         };
-        tokio::time::sleep_until(deadline).await;
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => {}
+            () = activity.changed.notified() => continue,
+        }
         if phase != Phase::Busy && activity.get() == (phase, since) {
             log::debug!(target: "http", phase:? = phase; "closing connection after timeout");
             return;
@@ -90,7 +113,11 @@ struct Watched {
 }
 
 impl AsyncRead for Watched {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
@@ -153,8 +180,11 @@ pub(crate) async fn serve_connections<H, F>(
         };
         // Responses are small and written whole: send them without Nagle's delay.
         let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity(Mutex::new((Phase::Idle, Instant::now()))));
-        let io = TokioIo::new(Watched { stream, activity: activity.clone() });
+        let activity = Arc::new(Activity::new());
+        let io = TokioIo::new(Watched {
+            stream,
+            activity: activity.clone(),
+        });
         let handle = handle.clone();
         let on_request = activity.clone();
         let service = service_fn(move |req| {

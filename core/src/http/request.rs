@@ -43,10 +43,12 @@ pub async fn read_body(req: Request<Incoming>, limit: usize, timeout: Duration) 
         Err(_) => Err(ApiError::RequestTimeout),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
-        Ok(Err(_)) => Err(ApiError::Invalid(crate::model::Invalid(vec![crate::model::FieldError {
-            field: "body".into(),
-            message: "request body could not be read",
-        }]))),
+        Ok(Err(_)) => Err(ApiError::Invalid(crate::model::Invalid(vec![
+            crate::model::FieldError {
+                field: "body".into(),
+                message: "request body could not be read",
+            },
+        ]))),
     }
 }
 

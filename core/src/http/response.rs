@@ -11,9 +11,15 @@ use hyper::Response;
 const SECURITY: [(HeaderName, &str); 5] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
     (header::X_FRAME_OPTIONS, "DENY"),
-    (header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"),
+    (
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; frame-ancestors 'none'",
+    ),
     (header::REFERRER_POLICY, "no-referrer"),
-    (HeaderName::from_static("cross-origin-resource-policy"), "same-origin"),
+    (
+        HeaderName::from_static("cross-origin-resource-policy"),
+        "same-origin",
+    ),
 ];
 
 /// Header values computed once at start-up.
@@ -32,7 +38,12 @@ impl CommonHeaders {
     }
 
     /// Builds the response for `reply`, adding every common header.
-    pub fn respond(&self, reply: Reply, request_id: &str, origin: Option<&HeaderValue>) -> Response<Full<Bytes>> {
+    pub fn respond(
+        &self,
+        reply: Reply,
+        request_id: &str,
+        origin: Option<&HeaderValue>,
+    ) -> Response<Full<Bytes>> {
         let preflight = reply.status == hyper::StatusCode::NO_CONTENT;
         let has_body = !reply.body.is_empty();
         let mut response = Response::new(Full::new(Bytes::from(reply.body)));
@@ -50,7 +61,10 @@ impl CommonHeaders {
         }
         if let Some(allow) = reply.allow {
             if preflight {
-                h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(allow));
+                h.insert(
+                    header::ACCESS_CONTROL_ALLOW_METHODS,
+                    HeaderValue::from_static(allow),
+                );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
                     HeaderValue::from_static("Content-Type, X-Request-Id"),
@@ -72,7 +86,9 @@ impl CommonHeaders {
             CorsOrigins::Any => Some(HeaderValue::from_static("*")),
             CorsOrigins::List(list) => {
                 h.insert(header::VARY, HeaderValue::from_static("Origin"));
-                origin.filter(|o| list.iter().any(|allowed| allowed.as_bytes() == o.as_bytes())).cloned()
+                origin
+                    .filter(|o| list.iter().any(|allowed| allowed.as_bytes() == o.as_bytes()))
+                    .cloned()
             }
         };
         if let Some(value) = allowed {

@@ -33,10 +33,20 @@ pub struct Router {
 impl Router {
     /// Routes for the service named `service` whose business endpoint is `api_path`.
     pub fn new(service: &str, api_path: &str) -> Self {
-        let get = |path: &str, route| Entry { path: path.to_owned(), method: Method::GET, route, allow: "GET, OPTIONS" };
+        let get = |path: &str, route| Entry {
+            path: path.to_owned(),
+            method: Method::GET,
+            route,
+            allow: "GET, OPTIONS",
+        };
         Router {
             entries: vec![
-                Entry { path: api_path.to_owned(), method: Method::POST, route: Route::Api, allow: "POST, OPTIONS" },
+                Entry {
+                    path: api_path.to_owned(),
+                    method: Method::POST,
+                    route: Route::Api,
+                    allow: "POST, OPTIONS",
+                },
                 get("/health", Route::Health),
                 get("/health/live", Route::Live),
                 get("/health/ready", Route::Ready),
@@ -48,7 +58,11 @@ impl Router {
     /// Resolves a request: the route, or 404 for an unknown path, or 405 with
     /// the allowed methods for a known path and another method.
     pub fn resolve(&self, method: &Method, path: &str) -> Result<Route, ApiError> {
-        let entry = self.entries.iter().find(|e| e.path == path).ok_or(ApiError::NotFound)?;
+        let entry = self
+            .entries
+            .iter()
+            .find(|e| e.path == path)
+            .ok_or(ApiError::NotFound)?;
         if *method == entry.method {
             Ok(entry.route)
         } else if *method == Method::OPTIONS {
@@ -66,8 +80,14 @@ mod tests {
     #[test]
     fn resolves_paths_and_methods() {
         let r = Router::new("issuance", "/issuance/credentials");
-        assert_eq!(r.resolve(&Method::POST, "/issuance/credentials").unwrap(), Route::Api);
-        assert_eq!(r.resolve(&Method::GET, "/issuance/health").unwrap(), Route::Health);
+        assert_eq!(
+            r.resolve(&Method::POST, "/issuance/credentials").unwrap(),
+            Route::Api
+        );
+        assert_eq!(
+            r.resolve(&Method::GET, "/issuance/health").unwrap(),
+            Route::Health
+        );
         assert_eq!(r.resolve(&Method::GET, "/health").unwrap(), Route::Health);
         assert_eq!(r.resolve(&Method::GET, "/health/live").unwrap(), Route::Live);
         assert_eq!(r.resolve(&Method::GET, "/health/ready").unwrap(), Route::Ready);
@@ -79,8 +99,17 @@ mod tests {
             r.resolve(&Method::GET, "/issuance/credentials"),
             Err(ApiError::MethodNotAllowed("POST, OPTIONS"))
         ));
-        assert!(matches!(r.resolve(&Method::POST, "/health"), Err(ApiError::MethodNotAllowed("GET, OPTIONS"))));
-        assert!(matches!(r.resolve(&Method::POST, "/verification/credentials"), Err(ApiError::NotFound)));
-        assert!(matches!(r.resolve(&Method::GET, "/issuance/credentials/"), Err(ApiError::NotFound)));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/health"),
+            Err(ApiError::MethodNotAllowed("GET, OPTIONS"))
+        ));
+        assert!(matches!(
+            r.resolve(&Method::POST, "/verification/credentials"),
+            Err(ApiError::NotFound)
+        ));
+        assert!(matches!(
+            r.resolve(&Method::GET, "/issuance/credentials/"),
+            Err(ApiError::NotFound)
+        ));
     }
 }

@@ -1,0 +1,260 @@
+//! The HTTP plumbing every response shares, seen through the issuance service:
+//! headers, routing errors, CORS, health, and connection timeouts.
+
+use issuance::Issuance;
+use kc_core::testing::{spawn_app, spawn_app_with, TestApp, TestDb, TestResponse};
+use serde_json::json;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PATH: &str = "/issuance/credentials";
+
+fn assert_common_headers(res: &TestResponse, app: &TestApp) {
+    assert_eq!(res.header("x-worker-id"), Some(app.worker_id.as_str()));
+    assert!(res.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    for (name, value) in [
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        (
+            "content-security-policy",
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-resource-policy", "same-origin"),
+        ("access-control-allow-origin", "*"),
+    ] {
+        assert_eq!(res.header(name), Some(value), "{name} on {}", res.status);
+    }
+    if !res.body.is_empty() {
+        assert_eq!(
+            res.header("content-type"),
+            Some("application/json"),
+            "on {}",
+            res.status
+        );
+        let _ = res.json();
+    }
+}
+
+#[tokio::test]
+async fn every_response_carries_the_common_headers() {
+    let app = spawn_app::<Issuance>().await;
+    let good = json!({ "name": "h", "email": "h@example.com", "credentialType": "t" });
+    let responses = [
+        app.post_json(PATH, &good).await,
+        app.post_json(PATH, &good).await,
+        app.post_json(PATH, &json!({})).await,
+        app.post_raw(PATH, Some("text/plain"), "x").await,
+        app.post_raw(PATH, Some("application/json"), "x".repeat(70_000))
+            .await,
+        app.get("/nope").await,
+        app.get(PATH).await,
+        app.get("/health").await,
+        app.get("/health/live").await,
+        app.get("/health/ready").await,
+        app.get("/issuance/health").await,
+    ];
+    let statuses: Vec<u16> = responses.iter().map(|r| r.status.as_u16()).collect();
+    assert_eq!(statuses, [201, 409, 400, 415, 413, 404, 405, 200, 200, 200, 200]);
+    for res in &responses {
+        assert_common_headers(res, &app);
+    }
+}
+
+#[tokio::test]
+async fn request_ids_are_echoed_when_valid_and_made_up_otherwise() {
+    let app = spawn_app::<Issuance>().await;
+    let get = |id: &'static str| {
+        hyper::Request::get("/health/live")
+            .header("x-request-id", id)
+            .body(Default::default())
+            .unwrap()
+    };
+    assert_eq!(
+        app.send(get("trace-abc-123")).await.header("x-request-id"),
+        Some("trace-abc-123")
+    );
+    let long: &'static str = Box::leak("x".repeat(129).into_boxed_str());
+    for bad in ["has space", long] {
+        let id = app
+            .send(get(bad))
+            .await
+            .header("x-request-id")
+            .unwrap()
+            .to_owned();
+        assert_eq!(uuid::Uuid::parse_str(&id).unwrap().get_version_num(), 4, "{bad}");
+    }
+    let a = app
+        .get("/health/live")
+        .await
+        .header("x-request-id")
+        .unwrap()
+        .to_owned();
+    let b = app
+        .get("/health/live")
+        .await
+        .header("x-request-id")
+        .unwrap()
+        .to_owned();
+    assert_ne!(a, b);
+}
+
+#[tokio::test]
+async fn unknown_paths_get_404_and_wrong_methods_405_with_allow() {
+    let app = spawn_app::<Issuance>().await;
+    let res = app.get("/verification/credentials").await;
+    assert_eq!(res.status, 404);
+    assert_eq!(res.json(), json!({ "success": false, "message": "Not found" }));
+    let res = app.get(PATH).await;
+    assert_eq!(res.status, 405);
+    assert_eq!(res.header("allow"), Some("POST, OPTIONS"));
+    assert_eq!(res.json()["success"], false);
+    let res = app.post_json("/health", &json!({})).await;
+    assert_eq!(
+        (res.status.as_u16(), res.header("allow")),
+        (405, Some("GET, OPTIONS"))
+    );
+}
+
+#[tokio::test]
+async fn preflight_requests_get_204_with_the_allowed_methods() {
+    let app = spawn_app::<Issuance>().await;
+    let req = hyper::Request::options(PATH)
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .body(Default::default())
+        .unwrap();
+    let res = app.send(req).await;
+    assert_eq!(res.status, 204);
+    assert!(res.body.is_empty());
+    assert_eq!(res.header("access-control-allow-methods"), Some("POST, OPTIONS"));
+    assert!(res
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("Content-Type"));
+    assert_eq!(res.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(res.header("x-worker-id"), Some(app.worker_id.as_str()));
+}
+
+#[tokio::test]
+async fn cors_origins_can_be_restricted() {
+    let app = spawn_app_with::<Issuance>(
+        TestDb::new().await,
+        &[(
+            "CORS_ALLOWED_ORIGINS",
+            "https://good.example, https://also.example",
+        )],
+    )
+    .await;
+    let with_origin = |origin: &'static str| {
+        hyper::Request::get("/health/live")
+            .header("origin", origin)
+            .body(Default::default())
+            .unwrap()
+    };
+    let res = app.send(with_origin("https://also.example")).await;
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://also.example")
+    );
+    assert_eq!(res.header("vary"), Some("Origin"));
+    let res = app.send(with_origin("https://evil.example")).await;
+    assert_eq!(res.header("access-control-allow-origin"), None);
+}
+
+#[tokio::test]
+async fn health_endpoints_report_service_worker_and_database() {
+    let app = spawn_app::<Issuance>().await;
+    for path in ["/health", "/issuance/health", "/health/ready"] {
+        let body = app.get(path).await.json();
+        assert_eq!(body["status"], "ok", "{path}");
+        assert_eq!(body["service"], "issuance");
+        assert_eq!(body["workerId"], app.worker_id.as_str());
+        assert_eq!(body["database"], "up");
+        assert!(body["uptimeSeconds"].is_u64());
+    }
+    let live = app.get("/health/live").await.json();
+    assert_eq!(live["status"], "ok");
+    assert!(live.get("database").is_none(), "liveness never asks the database");
+}
+
+async fn connect(app: &TestApp) -> tokio::net::TcpStream {
+    tokio::net::TcpStream::connect(app.addr).await.unwrap()
+}
+
+/// Reads until the peer closes; returns what arrived, or None if it stays open for `wait`.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream, wait: Duration) -> Option<Vec<u8>> {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Err(_) => return None,
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(all),
+            Ok(Ok(n)) => all.extend_from_slice(&buf[..n]),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_head_is_disconnected() {
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("HTTP_HEADER_TIMEOUT_MS", "300")]).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(3))
+            .await
+            .is_some(),
+        "slow head was not cut off"
+    );
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_outlive_the_header_timeout() {
+    let app = spawn_app_with::<Issuance>(
+        TestDb::new().await,
+        &[
+            ("HTTP_HEADER_TIMEOUT_MS", "200"),
+            ("HTTP_KEEP_ALIVE_SECONDS", "2"),
+        ],
+    )
+    .await;
+    let mut stream = connect(&app).await;
+    let request = b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut buf = [0u8; 2048];
+    for _ in 0..2 {
+        stream.write_all(request).await.unwrap();
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+        // Idle for far longer than the header timeout: a load balancer's pooled
+        // connection must survive this.
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    // Past the keep-alive timeout the task closes it.
+    assert!(
+        read_until_closed(&mut stream, Duration::from_secs(4))
+            .await
+            .is_some(),
+        "idle connection never closed"
+    );
+}
+
+#[tokio::test]
+async fn a_client_too_slow_to_send_its_body_gets_408() {
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("HTTP_HEADER_TIMEOUT_MS", "300")]).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"POST /issuance/credentials HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"na")
+        .await
+        .unwrap();
+    let reply = read_until_closed(&mut stream, Duration::from_secs(3))
+        .await
+        .expect("no answer");
+    assert!(
+        reply.starts_with(b"HTTP/1.1 408"),
+        "{}",
+        String::from_utf8_lossy(&reply)
+    );
+}

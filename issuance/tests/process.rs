@@ -1,0 +1,225 @@
+//! The issuance binary as ECS runs it: subcommands, and SIGTERM with a request in flight.
+
+use kc_core::testing::TestDb;
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_issuance");
+
+fn command(db: &TestDb) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
+        .env("DATABASE_URL", db.url())
+        .env("PORT", "0")
+        .env("BIND_ADDR", "127.0.0.1")
+        .env("WORKER_ID", "process-test")
+        .env("LOG_FORMAT", "json")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    cmd
+}
+
+/// Starts the binary and returns it with the address from its "listening" log line.
+async fn start(
+    db: &TestDb,
+) -> (
+    Child,
+    std::net::SocketAddr,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+) {
+    let mut child = command(db).spawn().expect("start the issuance binary");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let log: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
+            assert_eq!(log["service"], "issuance");
+            assert_eq!(log["workerId"], "process-test");
+            if log["message"] == "listening" {
+                return log["addr"].as_str().unwrap().parse().unwrap();
+            }
+        }
+        panic!("exited before listening");
+    })
+    .await
+    .expect("no listening line");
+    (child, addr, lines)
+}
+
+async fn http(addr: std::net::SocketAddr, request: &str) -> String {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+async fn wait_healthy(addr: std::net::SocketAddr) {
+    for _ in 0..100 {
+        if http(
+            addr,
+            "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .starts_with("HTTP/1.1 200")
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not healthy");
+}
+
+fn sigterm(child: &Child) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
+    let db = TestDb::new().await;
+    let (mut child, addr, mut logs) = start(&db).await;
+    wait_healthy(addr).await;
+
+    let body = r#"{"name":"In Flight","email":"flight@example.com","credentialType":"Drain"}"#;
+    let (head, rest) = body.split_at(20);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("POST /issuance/credentials HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{head}", body.len())
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sigterm(&child);
+    // Wait until the task says it is draining, then finish the request.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(line) = logs.next_line().await.unwrap() {
+            if line.contains("shutdown started") {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("no shutdown log line");
+    // New connections are no longer accepted.
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after SIGTERM"
+    );
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("did not exit")
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let stored: i64 = db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM credentials", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 1);
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_once_and_exits() {
+    let db = TestDb::new().await;
+    for _ in 0..2 {
+        let out = command(&db).arg("migrate").output().await.unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    }
+    let client = db.client().await;
+    let versions: Vec<String> = client
+        .query("SELECT version FROM schema_migrations", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, ["001_create_credentials_table"]);
+    let kind: String = client
+        .query_one(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+              WHERE attrelid = 'credentials'::regclass AND attname = 'issued_at'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kind, "timestamp(3) with time zone");
+}
+
+#[tokio::test]
+async fn migrate_fails_with_a_clear_exit_code_when_the_database_is_unreachable() {
+    let db = TestDb::new().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = command(&db)
+        .env(
+            "DATABASE_URL",
+            format!("postgres://postgres:topsecret@127.0.0.1:{port}/test"),
+        )
+        .env("DB_CONNECT_TIMEOUT_MS", "500")
+        .arg("migrate")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("migration failed"), "{text}");
+    assert!(
+        !text.contains("topsecret"),
+        "the password leaked into the log: {text}"
+    );
+}
+
+#[tokio::test]
+async fn bad_configuration_names_the_variable_and_exits_2() {
+    let db = TestDb::new().await;
+    let out = command(&db).env("DB_POOL_SIZE", "lots").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("DB_POOL_SIZE"));
+}
+
+#[tokio::test]
+async fn version_and_healthcheck_subcommands() {
+    let out = Command::new(BIN).arg("--version").output().await.unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("issuance {}", env!("CARGO_PKG_VERSION"))
+    );
+
+    let db = TestDb::new().await;
+    let (mut child, addr, _logs) = start(&db).await;
+    let check = |port: u16| async move {
+        Command::new(BIN)
+            .arg("healthcheck")
+            .env("PORT", port.to_string())
+            .status()
+            .await
+            .unwrap()
+    };
+    assert!(check(addr.port()).await.success());
+    sigterm(&child);
+    child.wait().await.unwrap();
+    assert_eq!(check(addr.port()).await.code(), Some(1));
+}
