@@ -206,7 +206,7 @@ async fn migrate_until_done(config: &Config) {
     loop {
         match migrate_once(config).await {
             Ok(applied) => {
-                log::info!(target: "migrate", applied:? = applied; "schema is up to date");
+                log::info!(target: "migrate", applied = applied.join(",").as_str(); "schema is up to date");
                 return;
             }
             Err(e) => {
@@ -289,7 +289,7 @@ pub fn main<E: Endpoint>() -> ExitCode {
         return runtime(1).block_on(async {
             match migrate_once(&config).await {
                 Ok(applied) => {
-                    log::info!(target: "migrate", applied:? = applied, database = config.db_target().as_str(); "schema is up to date");
+                    log::info!(target: "migrate", applied = applied.join(",").as_str(), database = config.db_target().as_str(); "schema is up to date");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
