@@ -86,8 +86,7 @@ impl Config {
     /// Empty values count as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
-        let db_connect_timeout =
-            Duration::from_millis(parse(&get, "DB_CONNECT_TIMEOUT_MS", 2000u64, 1..=600_000)?);
+        let db_connect_timeout = millis(&get, "DB_CONNECT_TIMEOUT_MS", 2000)?;
         Ok(Config {
             port: parse(&get, "PORT", 3000u16, 0..=65535)?,
             bind_addr: parse_with(
@@ -116,12 +115,7 @@ impl Config {
             db: database(&get, db_connect_timeout)?,
             db_pool_size: parse(&get, "DB_POOL_SIZE", 10u32, 1..=1000)?,
             db_connect_timeout,
-            db_statement_timeout: Duration::from_millis(parse(
-                &get,
-                "DB_STATEMENT_TIMEOUT_MS",
-                5000u64,
-                1..=600_000,
-            )?),
+            db_statement_timeout: millis(&get, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
             max_body_bytes: parse(&get, "MAX_BODY_BYTES", 65536usize, 2..=64 * 1024 * 1024)?,
             shutdown_grace: Duration::from_secs(parse(&get, "SHUTDOWN_GRACE_SECONDS", 20u64, 0..=3600)?),
             cors: parse_with(
@@ -144,12 +138,7 @@ impl Config {
                 },
             )?,
             run_migrations: parse_with(&get, "RUN_MIGRATIONS", || true, parse_bool)?,
-            header_timeout: Duration::from_millis(parse(
-                &get,
-                "HTTP_HEADER_TIMEOUT_MS",
-                10_000u64,
-                1..=600_000,
-            )?),
+            header_timeout: millis(&get, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
             keep_alive: Duration::from_secs(parse(&get, "HTTP_KEEP_ALIVE_SECONDS", 75u64, 1..=3600)?),
         })
     }
@@ -240,6 +229,15 @@ where
             )),
         },
     )
+}
+
+/// A duration in milliseconds, from 1 ms to 10 minutes.
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    key: &'static str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    parse(get, key, default, 1..=600_000).map(Duration::from_millis)
 }
 
 fn parse_with<T>(

@@ -22,7 +22,7 @@ pub fn init(config: &Config, service: &'static str) {
             line.extend_from_slice(record.level().as_str().to_ascii_lowercase().as_bytes());
             line.extend_from_slice(b"\",\"service\":\"");
             line.extend_from_slice(service.as_bytes());
-            line.extend_from_slice(b"\",\"workerId\":");
+            line.extend_from_slice(b"\",\"worker_id\":");
             crate::json::write_str(&mut line, &worker);
             line.extend_from_slice(b",\"target\":");
             crate::json::write_str(&mut line, record.target());

@@ -75,6 +75,16 @@ impl TestDb {
         )
     }
 
+    /// How many credentials are stored.
+    pub async fn count_credentials(&self) -> i64 {
+        let row = self
+            .client()
+            .await
+            .query_one("SELECT count(*) FROM credentials", &[])
+            .await;
+        row.expect("count credentials").get(0)
+    }
+
     /// A client on this schema, for checking what the service stored.
     pub async fn client(&self) -> tokio_postgres::Client {
         connect(&self.url()).await

@@ -179,13 +179,7 @@ async fn exactly_one_of_many_concurrent_identical_requests_wins_across_tasks() {
         conflicts.iter().all(|id| *id == created[0]),
         "every 409 names the winner"
     );
-    let rows: i64 =
-        a.db.client()
-            .await
-            .query_one("SELECT count(*) FROM credentials", &[])
-            .await
-            .unwrap()
-            .get(0);
+    let rows = a.db.count_credentials().await;
     assert_eq!(rows, 1);
 }
 
@@ -228,17 +222,7 @@ async fn validation_errors_list_every_offending_field() {
         app.post_json(PATH, &deep).await.json()["errors"][0]["field"],
         "metadata"
     );
-    assert_eq!(count(&app).await, 0);
-}
-
-async fn count(app: &kc_core::testing::TestApp) -> i64 {
-    app.db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM credentials", &[])
-        .await
-        .unwrap()
-        .get(0)
+    assert_eq!(app.db.count_credentials().await, 0);
 }
 
 #[tokio::test]
@@ -256,7 +240,7 @@ async fn nul_characters_are_refused_and_nothing_is_stored() {
             .unwrap()
             .contains("NUL"));
     }
-    assert_eq!(count(&app).await, 0);
+    assert_eq!(app.db.count_credentials().await, 0);
 }
 
 #[tokio::test]

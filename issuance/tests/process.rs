@@ -37,7 +37,7 @@ async fn start(
         while let Some(line) = lines.next_line().await.unwrap() {
             let log: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
             assert_eq!(log["service"], "issuance");
-            assert_eq!(log["workerId"], "process-test");
+            assert_eq!(log["worker_id"], "process-test");
             if log["message"] == "listening" {
                 return log["addr"].as_str().unwrap().parse().unwrap();
             }
@@ -126,13 +126,7 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         .expect("did not exit")
         .unwrap();
     assert_eq!(status.code(), Some(0));
-    let stored: i64 = db
-        .client()
-        .await
-        .query_one("SELECT count(*) FROM credentials", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let stored = db.count_credentials().await;
     assert_eq!(stored, 1);
 }
 
