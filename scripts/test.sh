@@ -8,7 +8,8 @@ source scripts/lib/postgres.sh
 
 ensure_postgres
 trap pg_stop_private EXIT
-export TEST_DATABASE_URL="$DATABASE_URL"
+# The tests use TEST_DATABASE_URL when it is set, else the server found above.
+export TEST_DATABASE_URL="${TEST_DATABASE_URL:-$DATABASE_URL}"
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

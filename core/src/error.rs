@@ -2,7 +2,7 @@
 
 use crate::db::DbError;
 use crate::json;
-use crate::model::Invalid;
+use crate::model::{FieldError, Invalid};
 use hyper::StatusCode;
 
 /// Everything that can stop a request from getting its normal answer.
@@ -20,6 +20,8 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The client took longer than `HTTP_HEADER_TIMEOUT_MS` to send the body (408).
     RequestTimeout,
+    /// The database refused a value that passed validation (400); the reason is logged.
+    Refused(String),
     /// A dependency (the database) is unavailable; the reason is logged, not shown (503).
     Unavailable(String),
     /// A bug; the reason is logged, not shown (500).
@@ -36,13 +38,7 @@ impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
             DbError::Unavailable(why) => ApiError::Unavailable(why),
-            DbError::BadValue(why) => {
-                log::info!(target: "db", reason:% = why; "database refused a value");
-                ApiError::Invalid(Invalid(vec![crate::model::FieldError {
-                    field: "body".into(),
-                    message: "contains a value the database cannot store",
-                }]))
-            }
+            DbError::BadValue(why) => ApiError::Refused(why),
             DbError::Other(e) => ApiError::Internal(e.to_string()),
         }
     }
@@ -98,6 +94,14 @@ impl ApiError {
                         });
                 }),
             ),
+            ApiError::Refused(why) => {
+                log::info!(request_id, reason:% = why; "database refused a value");
+                let errors = vec![FieldError {
+                    field: "body".into(),
+                    message: "contains a value the database cannot store",
+                }];
+                ApiError::Invalid(Invalid(errors)).into_reply(outcome_key, request_id)
+            }
             ApiError::PayloadTooLarge(limit) => simple(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("Request body exceeds the limit of {limit} bytes"),

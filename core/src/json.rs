@@ -55,41 +55,54 @@ pub fn parse_object(buf: &mut [u8]) -> Result<BorrowedValue<'_>, BodyError> {
     }
 }
 
-/// The byte range of the value of the last top-level member literally named
-/// `key` (written without escapes) in `raw`, which must be a valid JSON object.
+/// The byte ranges of the values of every top-level member named `key` in
+/// `raw`, which must be a valid JSON object (`None` if it is not).
 ///
 /// Used to hand PostgreSQL the metadata exactly as the client wrote it (numbers
 /// like `12.50` or `1e40` keep their digits) without re-serialising anything.
-/// Returns `None` when there is no such member or `raw` is not what it should be.
-pub fn top_level_member(raw: &[u8], key: &str) -> Option<Range<usize>> {
+/// More than one range means the client repeated the member: the caller must
+/// refuse that, or it could validate one copy and store another.
+pub fn top_level_members(raw: &[u8], key: &str) -> Option<Vec<Range<usize>>> {
     let mut i = skip_ws(raw, 0);
     if raw.get(i) != Some(&b'{') {
         return None;
     }
     i = skip_ws(raw, i + 1);
-    let mut found = None;
+    let mut found = Vec::new();
     if raw.get(i) == Some(&b'}') {
-        return None;
+        return Some(found);
     }
     loop {
         let key_end = skip_string(raw, i)?;
-        let name = &raw[i + 1..key_end - 1];
+        let name = &raw[i..key_end];
         i = skip_ws(raw, key_end);
         if raw.get(i) != Some(&b':') {
             return None;
         }
         let start = skip_ws(raw, i + 1);
         let end = skip_value(raw, start)?;
-        if name == key.as_bytes() {
-            found = Some(start..end);
+        if key_equals(name, key) {
+            found.push(start..end);
         }
         i = skip_ws(raw, end);
         match raw.get(i) {
             Some(b',') => i = skip_ws(raw, i + 1),
-            Some(b'}') => return found,
+            Some(b'}') => return Some(found),
             _ => return None,
         }
     }
+}
+
+/// Whether the quoted JSON string `quoted` decodes to `key`.
+fn key_equals(quoted: &[u8], key: &str) -> bool {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.contains(&b'\\') {
+        return inner == key.as_bytes();
+    }
+    // Escaped keys are rare: let the parser decode this one.
+    let mut copy = quoted.to_vec();
+    let equal = matches!(simd_json::to_borrowed_value(&mut copy), Ok(BorrowedValue::String(s)) if s == key);
+    equal
 }
 
 fn skip_ws(raw: &[u8], mut i: usize) -> usize {
@@ -331,23 +344,29 @@ mod tests {
     }
 
     #[test]
-    fn finds_the_raw_text_of_a_top_level_member() {
+    fn finds_the_raw_text_of_top_level_members() {
+        let texts = |raw: &[u8]| {
+            top_level_members(raw, "metadata")
+                .map(|spans| spans.into_iter().map(|r| raw[r].to_vec()).collect::<Vec<_>>())
+        };
         let raw =
             br#" { "name" : "x", "metadata" : { "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] } , "z": 1 } "#;
-        let span = top_level_member(raw, "metadata").unwrap();
-        assert_eq!(&raw[span], br#"{ "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] }"#);
-        let raw = br#"{"metadata":1e40,"metadata":[true]}"#;
-        assert_eq!(&raw[top_level_member(raw, "metadata").unwrap()], b"[true]");
         assert_eq!(
-            top_level_member(br#"{"nested":{"metadata":1}}"#, "metadata"),
-            None
+            texts(raw),
+            Some(vec![
+                br#"{ "n": 12.50, "s": "}\"{", "a": [1, {"b": []}] }"#.to_vec()
+            ])
         );
-        assert_eq!(top_level_member(br#"{}"#, "metadata"), None);
+        assert_eq!(texts(br#"{"metadata":-0.5}"#), Some(vec![b"-0.5".to_vec()]));
+        // Repeats are all reported, escaped spellings of the key included.
         assert_eq!(
-            &br#"{"metadata":-0.5}"#[top_level_member(br#"{"metadata":-0.5}"#, "metadata").unwrap()],
-            b"-0.5"
+            texts(br#"{"metadata":1e40,"meta\u0064ata":[true]}"#),
+            Some(vec![b"1e40".to_vec(), b"[true]".to_vec()])
         );
-        assert_eq!(top_level_member(br#"{"metadata":"#, "metadata"), None);
+        assert_eq!(texts(br#"{"nested":{"metadata":1}}"#), Some(vec![]));
+        assert_eq!(texts(br#"{}"#), Some(vec![]));
+        assert_eq!(texts(br#"{"metadata":"#), None);
+        assert_eq!(texts(br#"[1]"#), None);
     }
 
     #[test]

@@ -69,9 +69,16 @@ impl<'a> NewCredential<'a> {
         let credential_type = body
             .string("credentialType", Some(CREDENTIAL_TYPE_MAX), &mut errors)
             .map(trim);
+        let spans = json::top_level_members(raw, "metadata").unwrap_or_default();
         let metadata = match body.take("metadata") {
             None => None,
             Some(_) if Members::has_nul_error(&errors, "metadata") => None,
+            // The parser keeps one copy and the raw text has several: refuse, or
+            // one copy could be validated and another stored.
+            Some(_) if spans.len() > 1 => {
+                errors.push(FieldError::new("metadata", "must appear only once"));
+                None
+            }
             Some(BorrowedValue::Object(map)) => {
                 let value = BorrowedValue::Object(map);
                 if depth(&value) > METADATA_MAX_DEPTH {
@@ -82,9 +89,11 @@ impl<'a> NewCredential<'a> {
                     None
                 } else {
                     // Hand PostgreSQL the metadata as the client wrote it, so numbers keep
-                    // every digit; re-serialise only if the member's key was escaped.
-                    match json::top_level_member(raw, "metadata")
-                        .and_then(|span| std::str::from_utf8(&raw[span]).ok())
+                    // every digit. (simd-json checked it is UTF-8; re-encoding is a fallback
+                    // that cannot be reached.)
+                    match spans
+                        .first()
+                        .and_then(|span| std::str::from_utf8(&raw[span.clone()]).ok())
                     {
                         Some(text) => Some(Cow::Borrowed(text)),
                         None => Some(Cow::Owned(value.encode())),
@@ -451,7 +460,7 @@ mod tests {
                 .as_deref(),
             Some("{}")
         );
-        // An escaped key is still found, and re-serialised.
+        // An escaped key is still found, and its value taken as written.
         assert_eq!(
             issue(&format!("{{{base},\"meta\\u0064ata\":{{\"k\":1}}}}"))
                 .unwrap()
@@ -516,6 +525,24 @@ mod tests {
             "a@b.c\u{a0}o",
         ] {
             assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn repeated_metadata_is_refused_whichever_copy_is_an_object() {
+        let base = r#""name":"a","email":"a@b.co","credentialType":"t""#;
+        for repeat in [
+            r#""metadata":{"a":1},"metadata":[1]"#,
+            r#""metadata":[1],"metadata":{"a":1}"#,
+            r#""metadata":{"a":1},"meta\u0064ata":null"#,
+            r#""meta\u0064ata":"x","metadata":{}"#,
+        ] {
+            let errors = issue(&format!("{{{repeat},{base}}}")).unwrap_err();
+            assert_eq!(
+                errors,
+                [("metadata".to_owned(), "must appear only once")],
+                "{repeat}"
+            );
         }
     }
 

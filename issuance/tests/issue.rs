@@ -244,6 +244,33 @@ async fn nul_characters_are_refused_and_nothing_is_stored() {
 }
 
 #[tokio::test]
+async fn a_value_the_database_cannot_store_gets_400_and_the_task_carries_on() {
+    let app = spawn_app::<Issuance>().await;
+    // Valid JSON the parser accepts, but beyond PostgreSQL's numeric range.
+    let body = r#"{"name":"n","email":"a@b.co","credentialType":"t","metadata":{"tiny":0.1e-400000}}"#;
+    let res = app.post_raw(PATH, Some("application/json"), body).await;
+    assert_eq!(res.status, 400);
+    let json = res.json();
+    assert_eq!(json["errors"][0]["field"], "body");
+    assert_eq!(
+        json["errors"][0]["message"],
+        "contains a value the database cannot store"
+    );
+    assert_eq!(app.db.count_credentials().await, 0);
+    assert_eq!(app.post_json(PATH, &john()).await.status, 201);
+}
+
+#[tokio::test]
+async fn repeated_metadata_is_refused() {
+    let app = spawn_app::<Issuance>().await;
+    let body = r#"{"metadata":{"a":1},"name":"n","email":"a@b.co","credentialType":"t","metadata":[1]}"#;
+    let res = app.post_raw(PATH, Some("application/json"), body).await;
+    assert_eq!(res.status, 400);
+    assert_eq!(res.json()["errors"][0]["message"], "must appear only once");
+    assert_eq!(app.db.count_credentials().await, 0);
+}
+
+#[tokio::test]
 async fn unicode_round_trips_exactly() {
     let app = spawn_app::<Issuance>().await;
     let name = format!("Zoë 李小龍 🦀{}", "é".repeat(200));
