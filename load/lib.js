@@ -1,0 +1,106 @@
+// Shared by the k6 scripts: where the system is, how to build unique
+// credentials, and how the executor is chosen from the environment.
+import http from 'k6/http';
+
+/** The load balancer (local twin or a real ALB); no trailing slash. */
+export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+
+const HEADERS = { 'Content-Type': 'application/json' };
+
+// Each VU runs this module in its own runtime: the start time plus the VU and
+// iteration numbers make every credential unique, also across repeated runs,
+// so issuance never measures 409s by accident.
+const RUN = `${Date.now().toString(36)}-${Math.floor(Math.random() * 1e9).toString(36)}`;
+
+/** A credential no one has issued yet. */
+export function uniqueCredential(tag = 'load', n = undefined) {
+  // __ITER does not exist in setup(); callers there pass their own counter.
+  const id = `${RUN}-${__VU}-${n === undefined ? __ITER : `s${n}`}`;
+  return {
+    name: `k6 ${tag} ${id}`,
+    email: `k6+${id}@example.com`,
+    credentialType: `k6 ${tag}`,
+    metadata: { source: 'k6', run: RUN },
+  };
+}
+
+/** POST /issuance/credentials. */
+export function issue(credential, tags = {}) {
+  return http.post(`${BASE_URL}/issuance/credentials`, JSON.stringify(credential), {
+    headers: HEADERS,
+    tags: Object.assign({ endpoint: 'issue' }, tags),
+  });
+}
+
+/** POST /verification/credentials. */
+export function verify(id, tags = {}) {
+  return http.post(`${BASE_URL}/verification/credentials`, JSON.stringify({ id }), {
+    headers: HEADERS,
+    tags: Object.assign({ endpoint: 'verify' }, tags),
+  });
+}
+
+/** The credential id of a 201 response, or undefined. */
+export function issuedId(res) {
+  try {
+    return res.status === 201 ? res.json('credential.id') : undefined;
+  } catch (_) {
+    return undefined;
+  }
+}
+
+/** Issues `count` credentials (in batches) and returns their ids: verification's working set. */
+export function seedCredentials(count) {
+  const ids = [];
+  let i = 0;
+  while (ids.length < count) {
+    const batch = [];
+    for (let j = 0; j < 50 && ids.length + batch.length < count; j++, i++) {
+      const c = uniqueCredential('seed', i);
+      batch.push(['POST', `${BASE_URL}/issuance/credentials`, JSON.stringify(c), { headers: HEADERS, tags: { endpoint: 'seed' } }]);
+    }
+    for (const res of http.batch(batch)) {
+      const id = issuedId(res);
+      if (!id) {
+        throw new Error(`seeding failed: ${res.status} ${res.body}`);
+      }
+      ids.push(id);
+    }
+  }
+  return ids;
+}
+
+/**
+ * The scenario the environment asks for:
+ *  - RATE=<n>               constant-arrival-rate, n iterations/s for DURATION
+ *  - STAGES=<dur:rate,...>  ramping-arrival-rate, e.g. "10s:100,30s:500,10s:0"
+ *  - otherwise              constant-vus, VUS virtual users for DURATION
+ * VUS (default 32) is also the pre-allocated pool of the arrival-rate executors.
+ */
+export function scenario(exec, defaults = {}) {
+  const vus = parseInt(__ENV.VUS || defaults.vus || 32, 10);
+  const duration = __ENV.DURATION || defaults.duration || '30s';
+  if (__ENV.STAGES) {
+    const stages = __ENV.STAGES.split(',').map((s) => {
+      const [d, target] = s.split(':');
+      return { duration: d.trim(), target: parseInt(target, 10) };
+    });
+    return { executor: 'ramping-arrival-rate', exec, startRate: 0, timeUnit: '1s', stages, preAllocatedVUs: vus, maxVUs: vus * 4 };
+  }
+  if (__ENV.RATE) {
+    return {
+      executor: 'constant-arrival-rate', exec, rate: parseInt(__ENV.RATE, 10), timeUnit: '1s',
+      duration, preAllocatedVUs: vus, maxVUs: vus * 4,
+    };
+  }
+  return { executor: 'constant-vus', exec, vus, duration };
+}
+
+/** Latency and error thresholds, overridable with P95_MS, P99_MS and MAX_ERROR_RATE. */
+export function latencyThresholds(metric = 'http_req_duration') {
+  return {
+    [metric]: [`p(95)<${__ENV.P95_MS || 250}`, `p(99)<${__ENV.P99_MS || 500}`],
+    http_req_failed: [`rate<=${__ENV.MAX_ERROR_RATE || 0}`],
+    checks: ['rate==1'],
+  };
+}

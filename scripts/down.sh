@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Stops a twin started with `scripts/up.sh --detach`: the load balancer, every
+# task (each finishes its in-flight requests first), and the private PostgreSQL
+# if up.sh started one.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/postgres.sh
+source scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/twin.sh
+source scripts/lib/twin.sh
+
+if [ ! -f "$TWIN_PIDS" ] && [ ! -f "$TWIN_PG" ]; then
+    twin_say "no twin is running"
+    exit 0
+fi
+twin_stop_processes
+if [ -f "$TWIN_PG" ]; then
+    mapfile -t state <"$TWIN_PG"
+    KC_PG_DIR=${state[0]}
+    KC_PG_RUNAS=("${state[@]:1}")
+    KC_PG_STARTED=1
+    pg_stop_private
+    rm -f "$TWIN_PG"
+fi
+twin_say "stopped"
