@@ -101,16 +101,16 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     sigterm(&child);
-    // Wait until the task says it is draining, then finish the request.
+    // Wait until the task says it stopped accepting, then finish the request.
     tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(line) = logs.next_line().await.unwrap() {
-            if line.contains("shutdown started") {
+            if line.contains("stopped accepting") {
                 return;
             }
         }
     })
     .await
-    .expect("no shutdown log line");
+    .expect("no 'stopped accepting' log line");
     // New connections are no longer accepted.
     assert!(
         tokio::net::TcpStream::connect(addr).await.is_err(),
