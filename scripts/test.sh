@@ -10,6 +10,8 @@ source scripts/lib/postgres.sh
 source scripts/lib/tools.sh
 
 ensure_postgres
+# The TLS tests start private servers of their own: they need initdb.
+pg_install
 # The twin of this run lives beside any twin the developer has running.
 export TWIN_DIR=target/twin-test LB_PORT=18080 ISSUANCE_PORT_BASE=18000 VERIFICATION_PORT_BASE=18100
 # shellcheck disable=SC2317 # invoked by the EXIT trap

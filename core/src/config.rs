@@ -1,8 +1,11 @@
 //! Configuration from the environment, read and validated once at start-up.
 
+use crate::db::tls::{SslMode, TlsSettings};
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 /// Everything a task needs to know about its surroundings.
 #[derive(Clone)]
@@ -19,6 +22,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Where the database is and how to reach it.
     pub db: tokio_postgres::Config,
+    /// `DB_SSLMODE` and `DB_SSLROOTCERT`: how connections to it are secured.
+    pub db_tls: TlsSettings,
+    /// The TLS connector for `db_tls`, built (and its CA bundle read) once at start-up.
+    pub(crate) db_tls_connector: MakeRustlsConnect,
     /// `DB_POOL_SIZE`: connections per task (default 10).
     pub db_pool_size: u32,
     /// `DB_CONNECT_TIMEOUT_MS`: connecting, and waiting for a pooled connection (default 2000).
@@ -87,6 +94,7 @@ impl Config {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
         let db_connect_timeout = millis(&get, "DB_CONNECT_TIMEOUT_MS", 2000)?;
+        let (db, db_tls) = database(&get, db_connect_timeout)?;
         Ok(Config {
             port: parse(&get, "PORT", 3000u16, 0..=65535)?,
             bind_addr: parse_with(
@@ -112,7 +120,16 @@ impl Config {
                     _ => Err("must be json or text".into()),
                 },
             )?,
-            db: database(&get, db_connect_timeout)?,
+            db,
+            db_tls_connector: crate::db::tls::connector(&db_tls).map_err(|reason| ConfigError {
+                variable: if db_tls.mode == SslMode::VerifyFull {
+                    "DB_SSLROOTCERT"
+                } else {
+                    "DB_SSLMODE"
+                },
+                reason,
+            })?,
+            db_tls,
             db_pool_size: parse(&get, "DB_POOL_SIZE", 10u32, 1..=1000)?,
             db_connect_timeout,
             db_statement_timeout: millis(&get, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
@@ -170,7 +187,7 @@ impl Config {
 fn database(
     get: &impl Fn(&str) -> Option<String>,
     connect_timeout: Duration,
-) -> Result<tokio_postgres::Config, ConfigError> {
+) -> Result<(tokio_postgres::Config, TlsSettings), ConfigError> {
     let mut cfg = if let Some(url) = get("DATABASE_URL") {
         tokio_postgres::Config::from_str(url.trim()).map_err(|e| ConfigError {
             variable: "DATABASE_URL",
@@ -201,10 +218,30 @@ fn database(
     if cfg.get_application_name().is_none() {
         cfg.application_name("kube-credential");
     }
-    cfg.connect_timeout(connect_timeout)
+    // DB_SSLMODE wins; else the URL's sslmode; else libpq's default, prefer.
+    let mode = match get("DB_SSLMODE") {
+        Some(v) => SslMode::parse(&v).map_err(|reason| ConfigError {
+            variable: "DB_SSLMODE",
+            reason,
+        })?,
+        None => match cfg.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => SslMode::Disable,
+            tokio_postgres::config::SslMode::Require => SslMode::Require,
+            _ => SslMode::Prefer,
+        },
+    };
+    let root_cert = get("DB_SSLROOTCERT").map(|p| PathBuf::from(p.trim()));
+    if mode == SslMode::VerifyFull && root_cert.is_none() {
+        return Err(ConfigError {
+            variable: "DB_SSLROOTCERT",
+            reason: "DB_SSLMODE=verify-full needs the CA bundle to trust (e.g. the RDS global bundle)".into(),
+        });
+    }
+    cfg.ssl_mode(mode.pg())
+        .connect_timeout(connect_timeout)
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
-    Ok(cfg)
+    Ok((cfg, TlsSettings { mode, root_cert }))
 }
 
 fn parse<T>(
@@ -364,6 +401,37 @@ mod tests {
         assert_eq!(c.worker_id, "issuance-1");
         let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("WORKER_ID", "")]).unwrap();
         assert_eq!(c.worker_id, hostname());
+    }
+
+    #[test]
+    fn tls_mode_comes_from_db_sslmode_then_the_url() {
+        let url = ("DATABASE_URL", "postgres://localhost/test");
+        assert_eq!(config(&[url]).unwrap().db_tls.mode, SslMode::Prefer);
+        assert_eq!(
+            config(&[url, ("DB_SSLMODE", "disable")]).unwrap().db_tls.mode,
+            SslMode::Disable
+        );
+        assert_eq!(
+            config(&[url, ("DB_SSLMODE", "REQUIRE")]).unwrap().db_tls.mode,
+            SslMode::Require
+        );
+        let c = config(&[("DATABASE_URL", "postgres://localhost/test?sslmode=require")]).unwrap();
+        assert_eq!(c.db_tls.mode, SslMode::Require);
+        assert_eq!(
+            config(&[url, ("DB_SSLMODE", "allow")]).err().unwrap().variable,
+            "DB_SSLMODE"
+        );
+        let err = config(&[url, ("DB_SSLMODE", "verify-full")]).err().unwrap();
+        assert_eq!(err.variable, "DB_SSLROOTCERT");
+        let err = config(&[
+            url,
+            ("DB_SSLMODE", "verify-full"),
+            ("DB_SSLROOTCERT", "/nonexistent/ca.pem"),
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(err.variable, "DB_SSLROOTCERT");
+        assert!(err.reason.contains("/nonexistent/ca.pem"));
     }
 
     #[test]

@@ -37,9 +37,14 @@ pub struct TestDb {
 }
 
 impl TestDb {
-    /// Creates a fresh, empty schema.
+    /// Creates a fresh, empty schema on the test database.
     pub async fn new() -> Arc<TestDb> {
-        let base = base_database_url();
+        Self::new_on(&base_database_url()).await
+    }
+
+    /// Creates a fresh, empty schema on the server and database of `base` (a URL).
+    pub async fn new_on(base: &str) -> Arc<TestDb> {
+        let base = base.to_owned();
         let schema = format!("kc_test_{}", uuid::Uuid::new_v4().simple());
         let client = connect(&base).await;
         client
@@ -112,12 +117,13 @@ impl Drop for TestDb {
     }
 }
 
+/// Connects like the services do (so TLS modes in the URL work).
 async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let config =
+        Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.to_owned())).expect("test database URL");
+    crate::db::connect_once(&config)
         .await
-        .unwrap_or_else(|e| panic!("cannot reach the test database (set TEST_DATABASE_URL): {e}"));
-    tokio::spawn(conn);
-    client
+        .unwrap_or_else(|e| panic!("cannot reach the test database (set TEST_DATABASE_URL): {e}"))
 }
 
 static WORKERS: AtomicUsize = AtomicUsize::new(1);
@@ -156,6 +162,8 @@ pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestA
         ("WORKER_ID".into(), worker_id.clone()),
         ("DB_CONNECT_TIMEOUT_MS".into(), "1000".into()),
         ("DB_POOL_SIZE".into(), "8".into()),
+        // Loopback needs no TLS; tests/tls.rs covers the other modes.
+        ("DB_SSLMODE".into(), "disable".into()),
     ]);
     for (k, v) in vars {
         env.insert((*k).into(), (*v).into());
@@ -370,4 +378,150 @@ impl Drop for TcpProxy {
         self.cut();
         self.accept.abort();
     }
+}
+
+/// A PostgreSQL server of a test's own (initdb into a temporary directory, a
+/// free port), for what the shared server must not be changed for: TLS
+/// settings, outages. It listens on 127.0.0.1 and 127.0.0.2 (a second name for
+/// certificate checks). Stopped and deleted on drop.
+pub struct PrivatePostgres {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: std::path::PathBuf,
+    pg_ctl: std::path::PathBuf,
+    as_postgres: bool,
+}
+
+impl PrivatePostgres {
+    /// Starts a server. `ssl` is (certificate PEM, key PEM) to serve TLS with;
+    /// `hba` is the whole pg_hba.conf.
+    pub fn start(ssl: Option<(&str, &str)>, hba: &str) -> PrivatePostgres {
+        let bin = postgres_bin_dir();
+        let as_postgres = is_root();
+        let dir = std::env::temp_dir().join(format!("kc-pg-{}", uuid::Uuid::new_v4().simple()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        if as_postgres {
+            // The server refuses to run as root.
+            run(std::process::Command::new("chown").arg("postgres").arg(&dir));
+        }
+        let cmd = |program: &std::path::Path| {
+            let mut c = if as_postgres {
+                let mut c = std::process::Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(program);
+                c
+            } else {
+                std::process::Command::new(program)
+            };
+            c.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null());
+            c
+        };
+        run(cmd(&bin.join("initdb")).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+        ]));
+        let mut conf = format!(
+            "port = {port}\nlisten_addresses = '127.0.0.1,127.0.0.2'\nunix_socket_directories = '{}'\nfsync = off\n",
+            dir.display()
+        );
+        if let Some((cert, key)) = ssl {
+            for (name, pem) in [("server.crt", cert), ("server.key", key)] {
+                let path = data.join(name);
+                std::fs::write(&path, pem).expect("write TLS file");
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+                if as_postgres {
+                    run(std::process::Command::new("chown").arg("postgres").arg(&path));
+                }
+            }
+            conf.push_str("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        }
+        append(&data.join("postgresql.conf"), &conf);
+        std::fs::write(data.join("pg_hba.conf"), hba).expect("write pg_hba.conf");
+        let pg_ctl = bin.join("pg_ctl");
+        run(cmd(&pg_ctl)
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(dir.join("log"))
+            .args(["-w", "-t", "30", "start"]));
+        PrivatePostgres {
+            port,
+            dir,
+            pg_ctl,
+            as_postgres,
+        }
+    }
+
+    /// A URL for user postgres, database postgres.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@localhost:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let mut c = if self.as_postgres {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
+            c
+        } else {
+            std::process::Command::new(&self.pg_ctl)
+        };
+        let _ = c
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn postgres_bin_dir() -> std::path::PathBuf {
+    let mut found: Vec<std::path::PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|p| p.join("initdb").exists())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+    });
+    found
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql: install the postgresql package")
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+fn run(cmd: &mut std::process::Command) {
+    let status = cmd.status().expect("run a PostgreSQL tool");
+    assert!(status.success(), "{cmd:?} failed");
+}
+
+fn append(path: &std::path::Path, text: &str) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .expect("open postgresql.conf");
+    f.write_all(text.as_bytes()).expect("append postgresql.conf");
 }

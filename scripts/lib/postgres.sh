@@ -89,6 +89,7 @@ pg_start_private() {
         || { pg_log "the private server did not start: see $KC_PG_DIR/server.log"; return 1; }
     KC_PG_STARTED=1
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+    export DB_SSLMODE="${DB_SSLMODE:-disable}"
     pg_log "private server on 127.0.0.1:$port (data in $KC_PG_DIR/data)"
 }
 
@@ -118,6 +119,8 @@ ensure_postgres() {
         for url in postgres://postgres@127.0.0.1:5432/test postgres://postgres@127.0.0.1:5432/postgres; do
             if pg_answers "$url"; then
                 export DATABASE_URL="$url"
+                # Loopback needs no TLS (the services' default is prefer).
+                export DB_SSLMODE="${DB_SSLMODE:-disable}"
                 pg_log "using the server on 127.0.0.1:5432 ($url)"
                 return 0
             fi

@@ -2,8 +2,10 @@
 //! service's statements prepared once when it connects, and the database error
 //! type that the HTTP layer maps to 503 or 500.
 
+pub mod tls;
 mod types;
 
+pub use tls::{SslMode, TlsSettings};
 pub use types::Jsonb;
 
 use bb8::{ErrorSink, ManageConnection, PooledConnection};
@@ -13,7 +15,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::Config;
 
@@ -34,7 +37,7 @@ pub struct Conn<S> {
 
 /// Opens connections through bb8-postgres and prepares `S` on each.
 pub struct Manager<S> {
-    inner: PostgresConnectionManager<NoTls>,
+    inner: PostgresConnectionManager<MakeRustlsConnect>,
     _statements: PhantomData<fn() -> S>,
 }
 
@@ -100,7 +103,7 @@ impl<S: Statements> Pool<S> {
     /// checks, even while the database is down.
     pub fn new(config: &Config) -> Self {
         let manager = Manager {
-            inner: PostgresConnectionManager::new(config.db.clone(), NoTls),
+            inner: PostgresConnectionManager::new(config.db.clone(), config.db_tls_connector.clone()),
             _statements: PhantomData,
         };
         let inner = bb8::Pool::builder()
@@ -215,7 +218,7 @@ impl From<tokio_postgres::Error> for DbError {
 
 /// Connects one client outside the pool (for migrations and one-shot commands).
 pub async fn connect_once(config: &Config) -> Result<Client, DbError> {
-    let (client, connection) = config.db.connect(NoTls).await?;
+    let (client, connection) = config.db.connect(config.db_tls_connector.clone()).await?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             log::warn!(target: "db", error:% = e; "database connection closed");
