@@ -10,7 +10,8 @@ ARG SERVICE=issuance
 # at run time and the final image can be `scratch`.
 FROM rust:${RUST_VERSION}-alpine AS builder
 ARG SERVICE
-RUN apk add --no-cache musl-dev
+# gcc: ring (rustls' crypto for TLS to RDS) compiles a little C and assembly.
+RUN apk add --no-cache musl-dev gcc
 WORKDIR /app
 
 # Dependencies first, against stub sources: this layer is rebuilt only when a
