@@ -112,8 +112,9 @@ export function handleSummary(data) {
       rows.push({ task: (tasks[group] || [])[slot] || `(missing slot ${slot})`, requests: count, share, p95Ms: count && p95 !== undefined ? p95 : null, ok });
     }
     const strangers = ((data.metrics[`${group}_unexpected_task`] || {}).values || {}).count || 0;
-    report.groups[group] = { expectedTasks: expected, foundTasks: (tasks[group] || []).length, total, unexpected: strangers, tasks: rows };
-    text += `\n  ${group}: ${total} requests, ${(tasks[group] || []).length}/${expected} tasks answered\n`;
+    const answered = rows.filter((r) => r.requests > 0).length;
+    report.groups[group] = { expectedTasks: expected, answeredTasks: answered, total, unexpected: strangers, tasks: rows };
+    text += `\n  ${group}: ${total} requests, ${answered}/${expected} tasks answered\n`;
     text += `    ${'task'.padEnd(36)} ${'requests'.padStart(9)} ${'share'.padStart(7)} ${'p95 ms'.padStart(8)}\n`;
     for (const r of rows) {
       const p95 = r.p95Ms === null ? '-' : r.p95Ms.toFixed(2);

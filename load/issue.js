@@ -9,7 +9,7 @@ import { issue, latencyThresholds, scenario, uniqueCredential } from './lib.js';
 
 export const options = {
   scenarios: { issue: scenario('issueOne') },
-  thresholds: latencyThresholds(),
+  thresholds: latencyThresholds('issue'),
   summaryTrendStats: ['avg', 'p(50)', 'p(90)', 'p(95)', 'p(99)', 'max'],
 };
 

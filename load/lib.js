@@ -96,11 +96,20 @@ export function scenario(exec, defaults = {}) {
   return { executor: 'constant-vus', exec, vus, duration };
 }
 
-/** Latency and error thresholds, overridable with P95_MS, P99_MS and MAX_ERROR_RATE. */
-export function latencyThresholds(metric = 'http_req_duration') {
-  return {
-    [metric]: [`p(95)<${__ENV.P95_MS || 250}`, `p(99)<${__ENV.P99_MS || 500}`],
-    http_req_failed: [`rate<=${__ENV.MAX_ERROR_RATE || 0}`],
+/**
+ * Latency and error thresholds for the scenario named `name` (so setup()'s
+ * seeding requests do not count), overridable with P95_MS, P99_MS and
+ * MAX_ERROR_RATE. Arrival-rate runs also fail when k6 had to drop iterations:
+ * the requested rate was not reached.
+ */
+export function latencyThresholds(name) {
+  const t = {
+    [`http_req_duration{scenario:${name}}`]: [`p(95)<${__ENV.P95_MS || 250}`, `p(99)<${__ENV.P99_MS || 500}`],
+    [`http_req_failed{scenario:${name}}`]: [`rate<=${__ENV.MAX_ERROR_RATE || 0}`],
     checks: ['rate==1'],
   };
+  if (__ENV.RATE || __ENV.STAGES) {
+    t.dropped_iterations = ['count==0'];
+  }
+  return t;
 }

@@ -10,7 +10,7 @@ const ISSUE_SHARE = parseFloat(__ENV.ISSUE_SHARE || 0.2);
 
 export const options = {
   scenarios: { mixed: scenario('mixed') },
-  thresholds: Object.assign(latencyThresholds(), {
+  thresholds: Object.assign(latencyThresholds('mixed'), {
     'http_req_duration{endpoint:issue}': [`p(99)<${__ENV.P99_MS || 500}`],
     'http_req_duration{endpoint:verify}': [`p(99)<${__ENV.P99_MS || 500}`],
   }),

@@ -8,7 +8,7 @@ import { latencyThresholds, scenario, seedCredentials, verify } from './lib.js';
 
 export const options = {
   scenarios: { verify: scenario('verifyOne') },
-  thresholds: latencyThresholds('http_req_duration{endpoint:verify}'),
+  thresholds: latencyThresholds('verify'),
   summaryTrendStats: ['avg', 'p(50)', 'p(90)', 'p(95)', 'p(99)', 'max'],
   setupTimeout: '120s',
 };

