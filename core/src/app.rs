@@ -33,7 +33,7 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
     type Statements: Statements;
 
     /// Builds the endpoint's state around the pool.
-    fn new(pool: Pool<Self::Statements>) -> Self;
+    fn new(pool: Pool<Self::Statements>, config: &Config) -> Self;
 
     /// Handles one request whose body has been read and whose content type was checked.
     fn handle(
@@ -148,7 +148,7 @@ impl<E: Endpoint> Shared<E> {
 pub async fn serve<E: Endpoint>(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
     let pool = Pool::<E::Statements>::new(&config);
     let shared = Arc::new(Shared {
-        endpoint: E::new(pool.clone()),
+        endpoint: E::new(pool.clone(), &config),
         pool,
         router: Router::new(E::SERVICE, E::PATH),
         headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),

@@ -39,7 +39,7 @@ impl From<DbError> for ApiError {
         match e {
             DbError::Unavailable(why) => ApiError::Unavailable(why),
             DbError::BadValue(why) => ApiError::Refused(why),
-            DbError::Other(e) => ApiError::Internal(e.to_string()),
+            DbError::Other(why) => ApiError::Internal(why),
         }
     }
 }

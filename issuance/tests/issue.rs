@@ -153,7 +153,8 @@ async fn a_duplicate_gets_409_with_the_existing_credential() {
 
 #[tokio::test]
 async fn exactly_one_of_many_concurrent_identical_requests_wins_across_tasks() {
-    let a = spawn_app::<Issuance>().await;
+    // One lane per task, so identical requests also meet inside one batch.
+    let a = spawn_app_with::<Issuance>(TestDb::new().await, &[("DB_BATCH_LANES", "1")]).await;
     let b = spawn_app_with::<Issuance>(a.db.clone(), &[]).await;
     let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
     let body = json!({ "name": "Race", "email": "race@example.com", "credentialType": "Sprint" });
@@ -258,6 +259,38 @@ async fn a_value_the_database_cannot_store_gets_400_and_the_task_carries_on() {
     );
     assert_eq!(app.db.count_credentials().await, 0);
     assert_eq!(app.post_json(PATH, &john()).await.status, 201);
+}
+
+#[tokio::test]
+async fn one_bad_value_in_a_coalesced_batch_fails_only_its_own_request() {
+    // One lane: everything that arrives while a statement runs shares the next one.
+    let app = std::sync::Arc::new(
+        spawn_app_with::<Issuance>(TestDb::new().await, &[("DB_BATCH_LANES", "1")]).await,
+    );
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let body = if i == 17 {
+                r#"{"name":"bad","email":"a@b.co","credentialType":"t","metadata":{"x":0.1e-400000}}"#
+                    .to_owned()
+            } else {
+                json!({ "name": format!("good {i}"), "email": "a@b.co", "credentialType": "t" }).to_string()
+            };
+            (
+                i,
+                app.post_raw(PATH, Some("application/json"), body)
+                    .await
+                    .status
+                    .as_u16(),
+            )
+        }));
+    }
+    for t in tasks {
+        let (i, status) = t.await.unwrap();
+        assert_eq!(status, if i == 17 { 400 } else { 201 }, "request {i}");
+    }
+    assert_eq!(app.db.count_credentials().await, 39);
 }
 
 #[tokio::test]

@@ -1,20 +1,26 @@
 //! Verification: `POST /verification/credentials` looks a credential up by id,
 //! optionally checks the name and email it was issued to, and returns its
 //! issuance details with the verifying task's id.
+//!
+//! Lookups are coalesced (see `kc_core::db::batch`): the ids that arrive while a
+//! statement is in flight are looked up together with `WHERE id = ANY($1)`.
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use kc_core::db::{self, Jsonb, Pool, Statements};
+use kc_core::db::batch::{Batch, Coalescer};
+use kc_core::db::{self, Conn, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
 use kc_core::model::{Credential, VerifyRequest};
-use kc_core::{ApiError, Endpoint, Reply, RequestCtx};
+use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::{Client, Row, Statement};
 
-const LOOKUP: &str = "\
-SELECT name, email, credential_type, metadata, issued_by, issued_at
-  FROM credentials WHERE id = $1";
+const LOOKUP_MANY: &str = "\
+SELECT id, name, email, credential_type, metadata, issued_by, issued_at
+  FROM credentials WHERE id = ANY($1)";
 
 /// Verification's prepared statements.
 pub struct VerifyStatements {
@@ -24,14 +30,39 @@ pub struct VerifyStatements {
 impl Statements for VerifyStatements {
     async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
         Ok(VerifyStatements {
-            lookup: client.prepare_typed(LOOKUP, &[Type::UUID]).await?,
+            lookup: client.prepare_typed(LOOKUP_MANY, &[Type::UUID_ARRAY]).await?,
         })
+    }
+}
+
+/// The lookup behind the coalescer. Each request gets its row (shared, in case
+/// two requests of a batch ask for the same id) and reads the columns from it
+/// without copying.
+pub struct LookupBatch;
+
+impl Batch for LookupBatch {
+    type Statements = VerifyStatements;
+    type Item = uuid::Uuid;
+    type Output = Option<Arc<Row>>;
+
+    async fn run(
+        &self,
+        pool: &Pool<VerifyStatements>,
+        conn: &Conn<VerifyStatements>,
+        ids: &[uuid::Uuid],
+    ) -> Result<Vec<Option<Arc<Row>>>, DbError> {
+        let rows = pool.timed(conn.client.query(&conn.stmts.lookup, &[&ids])).await?;
+        let mut by_id = HashMap::with_capacity(rows.len());
+        for row in rows {
+            by_id.insert(db::column::<uuid::Uuid>(&row, 0)?, Arc::new(row));
+        }
+        Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
     }
 }
 
 /// The verification service.
 pub struct Verification {
-    pool: Pool<VerifyStatements>,
+    batches: Coalescer<LookupBatch>,
 }
 
 impl Endpoint for Verification {
@@ -40,30 +71,28 @@ impl Endpoint for Verification {
     const OUTCOME_KEY: &'static str = "valid";
     type Statements = VerifyStatements;
 
-    fn new(pool: Pool<VerifyStatements>) -> Self {
-        Verification { pool }
+    fn new(pool: Pool<VerifyStatements>, config: &Config) -> Self {
+        Verification {
+            batches: Coalescer::new(pool, LookupBatch, config.db_batch_lanes, config.db_batch_max),
+        }
     }
 
     async fn handle(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
         let mut scratch = body.to_vec();
         let request = VerifyRequest::parse(&mut scratch)?;
-        let conn = self.pool.get().await?;
-        let row = self
-            .pool
-            .timed(conn.client.query_opt(&conn.stmts.lookup, &[&request.id()]))
-            .await?;
+        let row = self.batches.submit(request.id()).await?;
         let verified_at = kc_core::time::rfc3339_millis(SystemTime::now());
         let found = match &row {
             Some(row) => {
-                let metadata: Option<Jsonb<&str>> = db::column(row, 3)?;
+                let metadata: Option<Jsonb<&str>> = db::column(row, 4)?;
                 Some(Credential {
                     id: request.id(),
-                    name: db::column(row, 0)?,
-                    email: db::column(row, 1)?,
-                    credential_type: db::column(row, 2)?,
+                    name: db::column(row, 1)?,
+                    email: db::column(row, 2)?,
+                    credential_type: db::column(row, 3)?,
                     metadata: metadata.map(|m| m.0),
-                    issued_by: db::column(row, 4)?,
-                    issued_at: db::column(row, 5)?,
+                    issued_by: db::column(row, 5)?,
+                    issued_at: db::column(row, 6)?,
                 })
             }
             None => None,

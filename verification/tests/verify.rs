@@ -193,6 +193,37 @@ async fn two_hundred_concurrent_issuances_then_two_hundred_verifications() {
 }
 
 #[tokio::test]
+async fn coalesced_lookups_answer_each_request_even_for_the_same_id() {
+    let issuer = spawn_app::<Issuance>().await;
+    let verifier =
+        Arc::new(spawn_app_with::<Verification>(issuer.db.clone(), &[("DB_BATCH_LANES", "1")]).await);
+    let known = issue(&issuer, "Batch Person").await["credential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tasks: Vec<_> = (0..60)
+        .map(|i| {
+            let verifier = verifier.clone();
+            let id = if i % 3 == 0 {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                known.clone()
+            };
+            tokio::spawn(async move { (i, verifier.post_json(VERIFY, &json!({ "id": id })).await) })
+        })
+        .collect();
+    for t in tasks {
+        let (i, res) = t.await.unwrap();
+        if i % 3 == 0 {
+            assert_eq!(res.status, 404, "request {i}");
+        } else {
+            assert_eq!(res.status, 200, "request {i}");
+            assert_eq!(res.json()["credential"]["id"], known.as_str());
+        }
+    }
+}
+
+#[tokio::test]
 async fn database_outage_gives_503_and_verification_recovers() {
     let proxy = TcpProxy::start().await;
     let db = TestDb::new().await;

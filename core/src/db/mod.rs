@@ -2,6 +2,7 @@
 //! service's statements prepared once when it connects, and the database error
 //! type that the HTTP layer maps to 503 or 500.
 
+pub mod batch;
 pub mod tls;
 mod types;
 
@@ -159,15 +160,16 @@ impl<S: Statements> Pool<S> {
     }
 }
 
-/// What went wrong talking to the database.
-#[derive(Debug)]
+/// What went wrong talking to the database. Plain text inside, so one error can
+/// be handed to every request of a coalesced batch.
+#[derive(Debug, Clone)]
 pub enum DbError {
     /// The database cannot be reached or is not accepting work right now; worth retrying (503).
     Unavailable(String),
     /// A `data_exception` (class 22): the database refused a value (400).
     BadValue(String),
     /// Anything else: a bug or a schema mismatch (500).
-    Other(tokio_postgres::Error),
+    Other(String),
 }
 
 impl fmt::Display for DbError {
@@ -175,10 +177,7 @@ impl fmt::Display for DbError {
         match self {
             DbError::Unavailable(why) => write!(f, "database unavailable: {why}"),
             DbError::BadValue(why) => write!(f, "database refused a value: {why}"),
-            DbError::Other(e) => match e.as_db_error() {
-                Some(db) => write!(f, "database error: {} ({})", db.message(), db.code().code()),
-                None => write!(f, "database error: {e}"),
-            },
+            DbError::Other(why) => write!(f, "database error: {why}"),
         }
     }
 }
@@ -211,7 +210,7 @@ impl From<tokio_postgres::Error> for DbError {
         } else if code.code().starts_with("22") {
             DbError::BadValue(why)
         } else {
-            DbError::Other(e)
+            DbError::Other(why)
         }
     }
 }
@@ -232,5 +231,5 @@ pub fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
     idx: usize,
 ) -> Result<T, DbError> {
-    row.try_get(idx).map_err(DbError::Other)
+    row.try_get(idx).map_err(|e| DbError::Other(e.to_string()))
 }

@@ -1,0 +1,190 @@
+#!/usr/bin/env bash
+# PostgreSQL's own limit against one task of each service, in one run on one
+# machine and one database:
+#
+#   1. a scratch schema with the credentials table and 100,000 rows;
+#   2. pgbench -M prepared -c 32 -j 2, 15 s each: a primary-key SELECT of one
+#      credential, and one INSERT of the issuance statement's shape;
+#   3. ONE issuance and ONE verification task (release build), each under wrk
+#      at 32 connections for 15 s, with p50/p99 latency and the task's peak RSS;
+#   4. the ratios verify_rps / pgbench_select_tps and issue_rps / pgbench_insert_tps,
+#      as a table and as JSON under target/limit/.
+#
+# Afterwards every 201 is checked against the table. Everything it starts is
+# stopped and the scratch schema dropped; no other table is touched.
+#
+# Environment: DATABASE_URL (see scripts/lib/postgres.sh), CONNECTIONS (32),
+# SECONDS_EACH (15), ROWS (100000), WRK_THREADS (2), LIMIT_PORT_BASE (3900).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/postgres.sh
+source scripts/lib/postgres.sh
+
+CONNECTIONS=${CONNECTIONS:-32}
+SECONDS_EACH=${SECONDS_EACH:-15}
+ROWS=${ROWS:-100000}
+WRK_THREADS=${WRK_THREADS:-2}
+PORT_BASE=${LIMIT_PORT_BASE:-3900}
+OUT=target/limit
+say() { printf '[limit] %s\n' "$*" >&2; }
+
+for tool in pgbench wrk; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ]; then
+            say "installing $tool"
+            apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$([ "$tool" = pgbench ] && echo postgresql-contrib || echo wrk)" >/dev/null
+        else
+            say "$tool is missing: sudo apt-get install -y $([ "$tool" = pgbench ] && echo postgresql-contrib || echo wrk)"
+            exit 1
+        fi
+    fi
+done
+
+mkdir -p "$OUT"
+say "building release binaries"
+cargo build --release --quiet --bin issuance --bin verification
+ensure_postgres
+
+SCHEMA="kc_limit_$$"
+sep='?'
+[[ $DATABASE_URL == *\?* ]] && sep='&'
+URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
+PIDS=()
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    trap - EXIT
+    if [ ${#PIDS[@]} -gt 0 ]; then
+        kill -TERM "${PIDS[@]}" 2>/dev/null || true
+        wait "${PIDS[@]}" 2>/dev/null || true
+    fi
+    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    pg_stop_private
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+say "scratch schema $SCHEMA with $ROWS credentials"
+psql "$DATABASE_URL" -qc "CREATE SCHEMA $SCHEMA"
+DATABASE_URL="$URL" target/release/issuance migrate >/dev/null
+# Row n has id md5(n)::uuid, so pgbench can name an existing credential.
+psql "$URL" -q <<SQL
+INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
+SELECT md5(n::text)::uuid, 'Person ' || n, 'p' || n || '@example.com', 'Seed',
+       jsonb_build_object('n', n, 'organization', 'Tech Corp'), 'seed'
+  FROM generate_series(1, $ROWS) AS n;
+ANALYZE credentials;
+SQL
+psql "$URL" -Atc "SELECT id FROM credentials" >"$OUT/ids.txt"
+
+cat >"$OUT/select.sql" <<SQL
+\\set n random(1, $ROWS)
+SELECT name, email, credential_type, metadata, issued_by, issued_at FROM credentials WHERE id = md5(:n::text)::uuid;
+SQL
+cat >"$OUT/insert.sql" <<'SQL'
+\set r random(1, 1000000000000)
+INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
+VALUES (gen_random_uuid(), 'pgbench ' || :client_id || '-' || :r, 'pgbench' || :r || '@example.com', 'limit', '{"run":"pgbench"}', 'pgbench')
+ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
+RETURNING id, metadata, issued_by, issued_at;
+SQL
+
+pgbench_tps() { # script
+    PGOPTIONS="-c search_path=$SCHEMA" pgbench "$DATABASE_URL" -n -M prepared -c "$CONNECTIONS" -j 2 \
+        -T "$SECONDS_EACH" -f "$OUT/$1" 2>&1 | tee "$OUT/pgbench-${1%.sql}.txt" |
+        sed -nE 's/^tps = ([0-9.]+) .*/\1/p'
+}
+say "pgbench SELECT by primary key ($CONNECTIONS clients, ${SECONDS_EACH}s)"
+SELECT_TPS=$(pgbench_tps select.sql)
+say "pgbench INSERT ($CONNECTIONS clients, ${SECONDS_EACH}s)"
+INSERT_TPS=$(pgbench_tps insert.sql)
+
+start_task() { # service port
+    if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
+        say "port $2 is in use (set LIMIT_PORT_BASE)"
+        exit 1
+    fi
+    DATABASE_URL="$URL" PORT=$2 BIND_ADDR=127.0.0.1 WORKER_ID="limit-$1" RUN_MIGRATIONS=false \
+        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn "target/release/$1" >"$OUT/$1.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do
+        PORT=$2 "target/release/$1" healthcheck 2>/dev/null && return 0
+        sleep 0.05
+    done
+    say "$1 did not start; see $OUT/$1.log"
+    exit 1
+}
+
+# Runs wrk against one task and writes "rps p50_ms p99_ms peak_rss_mb non2xx errors
+# requests" to $OUT/result-SERVICE. Runs in this shell, so PIDS keeps the task.
+measure() { # service port lua
+    local pid json
+    start_task "$1" "$2"
+    pid=${PIDS[-1]}
+    wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${SECONDS_EACH}s" --timeout 5s -s "load/wrk/$3" \
+        "http://127.0.0.1:$2" >"$OUT/wrk-$1.txt" 2>&1
+    json=$(sed -n 's/^WRK_JSON //p' "$OUT/wrk-$1.txt")
+    local hwm
+    hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
+    python3 - "$json" "$hwm" >"$OUT/result-$1" <<'PY'
+import json, sys
+w = json.loads(sys.argv[1])
+rps = w["requests"] / (w["duration_us"] / 1e6)
+print(f'{rps:.0f} {w["p50_us"]/1000:.2f} {w["p99_us"]/1000:.2f} {int(sys.argv[2])/1024:.1f} {w["non2xx"]} {w["errors"]} {w["requests"]}')
+PY
+}
+
+say "wrk on one verification task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
+IDS_FILE="$OUT/ids.txt" measure verification $((PORT_BASE + 2)) verify.lua
+read -r VERIFY_RPS VERIFY_P50 VERIFY_P99 VERIFY_RSS VERIFY_NON2XX VERIFY_ERRORS _ <"$OUT/result-verification"
+say "wrk on one issuance task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
+measure issuance $((PORT_BASE + 1)) issue.lua
+read -r ISSUE_RPS ISSUE_P50 ISSUE_P99 ISSUE_RSS ISSUE_NON2XX ISSUE_ERRORS ISSUE_REQUESTS <"$OUT/result-issuance"
+
+# Every 201 must be a row: the task answered ISSUE_REQUESTS - non2xx times with 201;
+# requests still in flight when wrk stopped may add up to CONNECTIONS rows more.
+sleep 0.5
+STORED=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE issued_by = 'limit-issuance'")
+CREATED=$((ISSUE_REQUESTS - ISSUE_NON2XX))
+if [ "$STORED" -lt "$CREATED" ] || [ "$STORED" -gt $((CREATED + CONNECTIONS)) ]; then
+    say "CORRECTNESS: $CREATED answers 201 but $STORED rows stored"
+    CHECK=failed
+else
+    CHECK=ok
+fi
+
+python3 - "$OUT" <<PY
+import json, os, sys, datetime
+r = dict(
+    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    cores=os.cpu_count(), connections=$CONNECTIONS, seconds=$SECONDS_EACH, rows=$ROWS,
+    pgbench_select_tps=float("$SELECT_TPS"), pgbench_insert_tps=float("$INSERT_TPS"),
+    verify=dict(rps=float("$VERIFY_RPS"), p50_ms=float("$VERIFY_P50"), p99_ms=float("$VERIFY_P99"),
+                peak_rss_mb=float("$VERIFY_RSS"), non2xx=int("$VERIFY_NON2XX"), errors=int("$VERIFY_ERRORS")),
+    issue=dict(rps=float("$ISSUE_RPS"), p50_ms=float("$ISSUE_P50"), p99_ms=float("$ISSUE_P99"),
+               peak_rss_mb=float("$ISSUE_RSS"), non2xx=int("$ISSUE_NON2XX"), errors=int("$ISSUE_ERRORS"),
+               answered_201=$CREATED, rows_stored=$STORED, every_201_stored="$CHECK"),
+)
+r["verify_ratio"] = r["verify"]["rps"] / r["pgbench_select_tps"]
+r["issue_ratio"] = r["issue"]["rps"] / r["pgbench_insert_tps"]
+stamp = r["date"].replace(":", "").replace("-", "")
+for name in (f"limit-{stamp}.json", "limit-latest.json"):
+    with open(os.path.join(sys.argv[1], name), "w") as f:
+        json.dump(r, f, indent=2)
+v, i = r["verify"], r["issue"]
+print(f"""
+load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each
+
+| what | per second | p50 ms | p99 ms | peak RSS MB | errors |
+| --- | ---: | ---: | ---: | ---: | ---: |
+| pgbench SELECT by id | {r['pgbench_select_tps']:.0f} | | | | |
+| pgbench INSERT | {r['pgbench_insert_tps']:.0f} | | | | |
+| verification task (wrk) | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['peak_rss_mb']:.1f} | {v['non2xx'] + v['errors']} |
+| issuance task (wrk) | {i['rps']:.0f} | {i['p50_ms']:.2f} | {i['p99_ms']:.2f} | {i['peak_rss_mb']:.1f} | {i['non2xx'] + i['errors']} |
+
+verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}
+issue_rps / pgbench_insert_tps  = {r['issue_ratio']:.2f}
+every 201 stored: {i['every_201_stored']} ({i['answered_201']} answered 201, {i['rows_stored']} rows)
+JSON: {sys.argv[1]}/limit-latest.json""")
+PY
+[ "$CHECK" = ok ]
