@@ -30,9 +30,9 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test"
+echo "== cargo test (unit, integration, and the criterion benches run once each)"
 mkdir -p target
-cargo test --workspace 2>&1 | tee target/cargo-test.log
+cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
 
 echo "== shellcheck"
 if command -v shellcheck >/dev/null 2>&1; then
@@ -40,6 +40,8 @@ if command -v shellcheck >/dev/null 2>&1; then
 else
     echo "shellcheck not installed; skipped (apt-get install shellcheck)"
 fi
+echo "== deployment: templates, manifests and scripts"
+bash scripts/check-deploy.sh
 echo "== docker-compose.yml against the compose specification"
 need_pip_tool check-jsonschema check-jsonschema
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml

@@ -11,7 +11,7 @@ use crate::http::router::{Route, Router};
 use crate::http::{self, CommonHeaders};
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::{Request, Response, StatusCode};
 use std::future::Future;
 use std::process::ExitCode;
@@ -67,7 +67,11 @@ struct Shared<E: Endpoint> {
 }
 
 impl<E: Endpoint> Shared<E> {
-    async fn handle(self: Arc<Self>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         let started = Instant::now();
         let request_id = http::request_id(&req);
         let method = req.method().clone();
@@ -91,7 +95,11 @@ impl<E: Endpoint> Shared<E> {
         response
     }
 
-    async fn route(&self, request_id: &str, req: Request<Incoming>) -> Result<Reply, ApiError> {
+    async fn route<B>(&self, request_id: &str, req: Request<B>) -> Result<Reply, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
         match self.router.resolve(req.method(), req.uri().path())? {
             Route::Api => {
                 if !self.schema_ready.load(Ordering::Acquire) {
@@ -142,21 +150,48 @@ impl<E: Endpoint> Shared<E> {
     }
 }
 
+/// One task's request pipeline without a listener: routing, limits, headers and
+/// the endpoint, for calling in-process (the criterion benches).
+pub struct App<E: Endpoint>(Arc<Shared<E>>);
+
+impl<E: Endpoint> App<E> {
+    /// Builds the pipeline. Migrations are not run: the schema must exist.
+    pub fn new(mut config: Config) -> Self {
+        config.run_migrations = false;
+        App(Arc::new(Shared::new(config)))
+    }
+
+    /// Handles one request as a connection would.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        self.0.clone().handle(req).await
+    }
+}
+
+impl<E: Endpoint> Shared<E> {
+    fn new(config: Config) -> Self {
+        let pool = Pool::<E::Statements>::new(&config);
+        Shared {
+            endpoint: E::new(pool.clone(), &config),
+            pool,
+            router: Router::new(E::SERVICE, E::PATH),
+            headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
+            started: Instant::now(),
+            schema_ready: AtomicBool::new(!config.run_migrations),
+            draining: AtomicBool::new(false),
+            config,
+        }
+    }
+}
+
 /// Serves `E` on `listener` until `shutdown` resolves, then drains: readiness
 /// turns to 503, no new connections are accepted, in-flight requests finish
 /// (within `SHUTDOWN_GRACE_SECONDS`), and the pool is closed.
 pub async fn serve<E: Endpoint>(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-    let pool = Pool::<E::Statements>::new(&config);
-    let shared = Arc::new(Shared {
-        endpoint: E::new(pool.clone(), &config),
-        pool,
-        router: Router::new(E::SERVICE, E::PATH),
-        headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
-        started: Instant::now(),
-        schema_ready: AtomicBool::new(!config.run_migrations),
-        draining: AtomicBool::new(false),
-        config,
-    });
+    let shared = Arc::new(Shared::<E>::new(config));
     let migrations = shared.config.run_migrations.then(|| {
         let shared = shared.clone();
         tokio::spawn(async move {

@@ -21,7 +21,7 @@ pub mod time;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use app::{Endpoint, RequestCtx};
+pub use app::{App, Endpoint, RequestCtx};
 pub use config::Config;
 pub use error::ApiError;
 pub use error::Reply;

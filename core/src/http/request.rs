@@ -3,7 +3,7 @@
 use crate::error::ApiError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
+use hyper::body::Body;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::Request;
 use std::time::Duration;
@@ -23,7 +23,11 @@ pub fn request_id<B>(req: &Request<B>) -> String {
 
 /// Checks the content type and reads the whole body, refusing more than
 /// `limit` bytes (413) and clients slower than `timeout` (408).
-pub async fn read_body(req: Request<Incoming>, limit: usize, timeout: Duration) -> Result<Bytes, ApiError> {
+pub async fn read_body<B>(req: Request<B>, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     if let Some(ct) = req.headers().get(CONTENT_TYPE) {
         let media_type = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim();
         if !media_type.eq_ignore_ascii_case("application/json") {

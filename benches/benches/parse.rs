@@ -1,0 +1,38 @@
+//! Parse + validate + normalise request bodies (simd-json, in place).
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kc_core::model::{NewCredential, VerifyRequest};
+use std::hint::black_box;
+
+const ISSUE: &[u8] =
+    br#"{"name":"  John Doe ","email":"John@Example.com","credentialType":"Developer Certificate",
+"metadata":{"organization":"Tech Corp","expiryDate":"2026-12-31","level":3,"tags":["rust","postgres"]}}"#;
+const VERIFY: &[u8] =
+    br#"{"id":"550e8400-e29b-41d4-a716-446655440000","name":"John Doe","email":"john@example.com"}"#;
+
+fn parse(c: &mut Criterion) {
+    let mut g = c.benchmark_group("parse");
+    g.throughput(Throughput::Bytes(ISSUE.len() as u64));
+    g.bench_function("issuance body", |b| {
+        b.iter_batched_ref(
+            || ISSUE.to_vec(),
+            |scratch| {
+                let c = NewCredential::parse(black_box(ISSUE), scratch).ok();
+                black_box(c.map(|c| c.email().len()))
+            },
+            BatchSize::SmallInput,
+        )
+    });
+    g.throughput(Throughput::Bytes(VERIFY.len() as u64));
+    g.bench_function("verification body", |b| {
+        b.iter_batched_ref(
+            || VERIFY.to_vec(),
+            |scratch| black_box(VerifyRequest::parse(scratch).ok().map(|r| r.id())),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, parse);
+criterion_main!(benches);

@@ -1,0 +1,1 @@
+//! Criterion benchmarks of the hot path live in `benches/`; see docs/PERFORMANCE.md.
