@@ -36,6 +36,11 @@ RUN touch core/src/lib.rs issuance/src/*.rs verification/src/*.rs \
  && cp "target/release/$SERVICE" /service \
  && /service --version
 
+# The RDS certificate authorities, for DB_SSLMODE=verify-full with
+# DB_SSLROOTCERT=/app/certs/rds-global-bundle.pem (what ecs.yml sets). World-
+# readable: the service runs as an unprivileged user.
+ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /certs/rds-global-bundle.pem
+
 # --- run ---------------------------------------------------------------------
 # scratch: nothing but the static binary (and the migrations, for reference:
 # the binary carries its own copy). No shell, no package manager, ~3 MB.
@@ -43,6 +48,7 @@ FROM scratch
 ARG SERVICE
 COPY --from=builder /service /app/service
 COPY sql /app/sql
+COPY --from=builder /certs/rds-global-bundle.pem /app/certs/rds-global-bundle.pem
 # A user that does not exist in any image's /etc/passwd: no privileges.
 USER 65532:65532
 ENV PORT=3000 LOG_FORMAT=json

@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# Checks the deployment files offline: no AWS account, no credentials, no
+# Docker engine, no cluster.
+#
+#   (a) shellcheck on push_image.sh, deploy_ecs.sh and tunnel.sh
+#   (b) cfn-lint on deploy/cloudformation/*.yml, and that the stacks' imports
+#       and exports chain (vpc -> security-groups -> ecr -> rds -> alb -> ecs)
+#   (c) deploy/k8s against the Kubernetes 1.30 schemas (kubernetes-validate --strict)
+#   (d) the --dry-run commands of the scripts, line by line, and their errors
+#
+# Installs shellcheck (apt-get), cfn-lint and kubernetes-validate (PyPI) when
+# missing. Exits non-zero on any failure; the last line reads
+# "deploy checks: N passed, M failed".
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+    --help | -h)
+        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        exit 0
+        ;;
+    "") ;;
+    *)
+        echo "unknown argument: $1 (try --help)" >&2
+        exit 2
+        ;;
+esac
+
+# Kubernetes version the manifests must be valid for: 1.30 is the first with
+# the preStop `sleep` action enabled by default.
+K8S_VERSION=1.30.0
+SCRIPTS=(scripts/push_image.sh scripts/deploy_ecs.sh scripts/tunnel.sh)
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/check-deploy.XXXXXX")
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+
+PASSED=0
+FAILED=0
+pass() {
+    PASSED=$((PASSED + 1))
+    printf 'ok    %s\n' "$1"
+}
+fail() {
+    FAILED=$((FAILED + 1))
+    printf 'FAIL  %s\n' "$1"
+    if [ -n "${2:-}" ] && [ -s "$2" ]; then
+        sed 's/^/      | /' "$2"
+    fi
+}
+# check NAME COMMAND...: passes when COMMAND exits 0; shows its output otherwise.
+check() {
+    local name=$1
+    shift
+    if "$@" >"$WORK/out" 2>&1; then
+        pass "$name"
+    else
+        fail "$name" "$WORK/out"
+    fi
+}
+
+install_apt() { # package
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        printf '[check-deploy] installing %s (apt-get)\n' "$1"
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"; } >"$WORK/apt.log" 2>&1 ||
+            cat "$WORK/apt.log"
+    fi
+}
+# The Python tools run as modules of python3, so a pip install works even when
+# pip's script directory is not on PATH.
+python_has() { python3 -c "import $1" >/dev/null 2>&1; }
+install_pip() { # module package
+    python_has "$1" && return 0
+    printf '[check-deploy] installing %s (python3 -m pip install --quiet %s)\n' "$2" "$2"
+    python3 -m pip install --quiet --disable-pip-version-check "$2" >"$WORK/pip.log" 2>&1 || cat "$WORK/pip.log"
+    python_has "$1"
+}
+cfn_lint() {
+    python3 -c 'import sys; from cfnlint.runner import main; sys.argv[0] = "cfn-lint"; sys.exit(main())' "$@"
+}
+kubernetes_validate() {
+    python3 -m kubernetes_validate "$@"
+}
+
+# --- (a) shellcheck ------------------------------------------------------------
+echo "== (a) shellcheck"
+command -v shellcheck >/dev/null 2>&1 || install_apt shellcheck
+if command -v shellcheck >/dev/null 2>&1; then
+    for script in "${SCRIPTS[@]}" scripts/check-deploy.sh; do
+        check "shellcheck $script" shellcheck -x "$script"
+    done
+else
+    fail "shellcheck is not installed (apt-get install -y shellcheck)"
+fi
+
+# --- (b) CloudFormation --------------------------------------------------------
+echo "== (b) cfn-lint"
+STACKS=(vpc security-groups ecr rds alb ecs)
+if install_pip cfnlint cfn-lint; then
+    for stack in "${STACKS[@]}"; do
+        check "cfn-lint deploy/cloudformation/$stack.yml" cfn_lint -- "deploy/cloudformation/$stack.yml"
+    done
+    for template in deploy/cloudformation/*.yml; do
+        case " ${STACKS[*]} " in
+            *" $(basename "$template" .yml) "*) ;;
+            *) check "cfn-lint $template" cfn_lint -- "$template" ;;
+        esac
+    done
+    # What cfn-lint cannot see across files: every Fn::ImportValue is exported
+    # by a stack created before, and the numbers that must agree do.
+    check "stacks chain: each import is exported by an earlier stack" python3 - "${STACKS[@]}" <<'PY'
+import json, re, sys
+from cfnlint.decode import decode_str
+
+def load(name):
+    with open(f"deploy/cloudformation/{name}.yml") as f:
+        template, errors = decode_str(f.read())
+    if errors:
+        sys.exit(f"{name}.yml: {errors}")
+    return template
+
+def walk(node):
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+def export_name(value):
+    """'${EnvironmentName}-X' (plain or Fn::Sub) -> 'X'."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        value = value["Fn::Sub"]
+    m = re.fullmatch(r"\$\{EnvironmentName\}-(\w+)", value) if isinstance(value, str) else None
+    if not m:
+        sys.exit(f"export/import name not of the form ${{EnvironmentName}}-Name: {value!r}")
+    return m.group(1)
+
+exported, problems = {}, []
+for name in sys.argv[1:]:
+    t = load(name)
+    if t.get("Parameters", {}).get("EnvironmentName", {}).get("Default") != "kube-credential":
+        problems.append(f"{name}.yml: no EnvironmentName parameter defaulting to kube-credential")
+    for node in walk(t.get("Resources", {})):
+        if isinstance(node, dict) and "Fn::ImportValue" in node:
+            imp = export_name(node["Fn::ImportValue"])
+            if imp not in exported:
+                problems.append(f"{name}.yml imports {imp}, which no earlier stack exports")
+    for out in t.get("Outputs", {}).values():
+        if "Export" in out:
+            exported[export_name(out["Export"]["Name"])] = name
+    print(f"{name}.yml: {len(exported)} exports so far")
+
+ecr = load("ecr")
+for repo in ("IssuanceRepository", "VerificationRepository"):
+    text = ecr["Resources"][repo]["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"]["Fn::Sub"]
+    rules = json.loads(text.replace("${ImagesToKeep}", "20"))["rules"]
+    if rules[-1]["selection"] != {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20}:
+        problems.append(f"ecr.yml {repo}: the last lifecycle rule does not keep 20 images")
+
+ecs = load("ecs")
+for td in ("IssuanceTaskDefinition", "VerificationTaskDefinition"):
+    c = ecs["Resources"][td]["Properties"]["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in c["Environment"]}
+    grace = int(env["SHUTDOWN_GRACE_SECONDS"])
+    if not c["StopTimeout"] > grace:
+        problems.append(f"ecs.yml {td}: StopTimeout {c['StopTimeout']} is not above SHUTDOWN_GRACE_SECONDS {grace}")
+    if c["HealthCheck"]["Command"] != ["CMD", "/app/service", "healthcheck"]:
+        problems.append(f"ecs.yml {td}: unexpected container health check")
+    if "WORKER_ID" in env:
+        problems.append(f"ecs.yml {td}: WORKER_ID must stay unset (the hostname names the task)")
+    secrets = {s["Name"] for s in c["Secrets"]}
+    if secrets != {"RDS_CLUSTER_USERNAME", "RDS_CLUSTER_PASSWORD"} or "RDS_CLUSTER_PASSWORD" in env:
+        problems.append(f"ecs.yml {td}: the database credentials must come from Secrets only")
+
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+PY
+else
+    fail "cfn-lint is not installed and could not be (python3 -m pip install cfn-lint)" "$WORK/pip.log"
+fi
+
+# --- (c) Kubernetes --------------------------------------------------------------
+echo "== (c) Kubernetes manifests (kubernetes-validate --strict -k $K8S_VERSION)"
+MANIFESTS=()
+for f in deploy/k8s/*.yaml; do
+    [ "$(basename "$f")" = kustomization.yaml ] || MANIFESTS+=("$f")
+done
+if install_pip kubernetes_validate kubernetes-validate; then
+    for f in "${MANIFESTS[@]}"; do
+        check "kubernetes-validate $f" kubernetes_validate --strict -k "$K8S_VERSION" --quiet "$f"
+    done
+else
+    fail "kubernetes-validate is not installed and could not be (python3 -m pip install kubernetes-validate)" "$WORK/pip.log"
+fi
+check "kustomization.yaml lists every manifest, and each exists" python3 - "${MANIFESTS[@]}" <<'PY'
+import sys, yaml
+k = yaml.safe_load(open("deploy/k8s/kustomization.yaml"))
+listed = {"deploy/k8s/" + r for r in k["resources"]}
+present = set(sys.argv[1:])
+for r in sorted(listed - present):
+    print(f"listed but missing: {r}")
+for r in sorted(present - listed):
+    print(f"not listed: {r}")
+sys.exit(1 if listed != present else 0)
+PY
+check "manifests: probes, preStop sleep, grace period, security context" python3 - <<'PY'
+import sys, yaml
+cm = yaml.safe_load(open("deploy/k8s/configmap.yaml"))["data"]
+grace = int(cm["SHUTDOWN_GRACE_SECONDS"])
+problems = []
+if "WORKER_ID" in cm:
+    problems.append("configmap: WORKER_ID must stay unset (the pod name names the worker)")
+for svc in ("issuance", "verification"):
+    d = yaml.safe_load(open(f"deploy/k8s/{svc}-deployment.yaml"))
+    spec = d["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
+    if spec["terminationGracePeriodSeconds"] <= pause + grace:
+        problems.append(f"{svc}: terminationGracePeriodSeconds is not above preStop {pause} + grace {grace}")
+    if c["livenessProbe"]["httpGet"]["path"] != "/health/live" or c["readinessProbe"]["httpGet"]["path"] != "/health/ready":
+        problems.append(f"{svc}: probes must use /health/live and /health/ready")
+    sc = c["securityContext"]
+    if not (sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["runAsUser"] == 65532
+            and sc["capabilities"]["drop"] == ["ALL"] and sc["allowPrivilegeEscalation"] is False):
+        problems.append(f"{svc}: container securityContext is not locked down")
+    if d["spec"]["replicas"] != 3 or c["ports"][0]["containerPort"] != 3000:
+        problems.append(f"{svc}: expected 3 replicas on port 3000")
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
+PY
+if command -v kubectl >/dev/null 2>&1; then
+    if kubectl kustomize deploy/k8s >"$WORK/rendered.yaml" 2>"$WORK/out"; then
+        pass "kubectl kustomize deploy/k8s renders"
+        if python_has kubernetes_validate; then
+            check "kubernetes-validate of the rendered kustomization" \
+                kubernetes_validate --strict -k "$K8S_VERSION" --quiet "$WORK/rendered.yaml"
+        fi
+    else
+        fail "kubectl kustomize deploy/k8s renders" "$WORK/out"
+    fi
+else
+    echo "skip  kubectl kustomize (kubectl not installed)"
+fi
+
+# --- (d) the scripts' dry runs and errors ------------------------------------------
+echo "== (d) dry runs and error messages"
+# A PATH without aws, docker, git or ssh: dry runs must not need them.
+mkdir -p "$WORK/bin"
+for tool in dirname cat; do
+    ln -s "$(command -v "$tool")" "$WORK/bin/$tool"
+done
+# run_script OUT SCRIPT ARGS... (environment: VAR=value pairs in ENVS)
+# Runs with an empty environment apart from ENVS, the bare PATH and no .env.
+run_script() {
+    local out=$1
+    shift
+    env -i PATH="$WORK/bin" HOME="$WORK" ENV_FILE="$WORK/no.env" ${ENVS[@]+"${ENVS[@]}"} "$BASH" "$@" >"$out" 2>&1
+}
+# expect_lines NAME EXPECTED_FILE SCRIPT ARGS...: exit 0 and exactly these "+ " lines.
+expect_lines() {
+    local name=$1 expected=$2
+    shift 2
+    if ! run_script "$WORK/run.out" "$@"; then
+        fail "$name (exit code $?)" "$WORK/run.out"
+        return
+    fi
+    grep '^+ ' "$WORK/run.out" >"$WORK/actual" || true
+    if diff -u "$expected" "$WORK/actual" >"$WORK/diff"; then
+        pass "$name"
+    else
+        fail "$name" "$WORK/diff"
+    fi
+}
+# expect_error NAME PATTERN SCRIPT ARGS...: non-zero exit, PATTERN in the output.
+expect_error() {
+    local name=$1 pattern=$2
+    shift 2
+    if run_script "$WORK/run.out" "$@"; then
+        fail "$name (exited 0)" "$WORK/run.out"
+    elif grep -q -- "$pattern" "$WORK/run.out"; then
+        pass "$name"
+    else
+        echo "(expected the output to contain: $pattern)" >>"$WORK/run.out"
+        fail "$name" "$WORK/run.out"
+    fi
+}
+
+REGISTRY=123456789012.dkr.ecr.eu-west-1.amazonaws.com
+BASE=(AWS_REGION=eu-west-1 AWS_ACCOUNT_ID=123456789012 IMAGE_TAG=abc1234)
+
+for service in issuance verification; do
+    cat >"$WORK/expected" <<EOF
++ aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin $REGISTRY
++ docker build --platform linux/amd64 --build-arg SERVICE=$service -t $REGISTRY/kube-credential-$service:abc1234 .
++ docker tag $REGISTRY/kube-credential-$service:abc1234 $REGISTRY/kube-credential-$service:latest
++ docker push $REGISTRY/kube-credential-$service:abc1234
++ docker push $REGISTRY/kube-credential-$service:latest
+EOF
+    ENVS=("${BASE[@]}")
+    expect_lines "push_image.sh $service --dry-run: the exact commands, without aws/docker/git" \
+        "$WORK/expected" scripts/push_image.sh "$service" --dry-run
+done
+
+cat >"$WORK/expected" <<'EOF'
++ aws sts get-caller-identity --region eu-west-1 --query Account --output text
++ aws ecs update-service --region eu-west-1 --cluster kube-credential --service kube-credential-issuance --force-new-deployment --query 'service.deployments[0].id' --output text
++ aws ecs wait services-stable --region eu-west-1 --cluster kube-credential --services kube-credential-issuance
+EOF
+ENVS=("${BASE[@]}")
+expect_lines "deploy_ecs.sh issuance --dry-run --wait: the exact commands, without aws" \
+    "$WORK/expected" scripts/deploy_ecs.sh --dry-run issuance --wait
+
+cat >"$WORK/expected" <<'EOF'
++ aws ecs update-service --region eu-west-1 --cluster blue --service blue-verification --force-new-deployment --query 'service.deployments[0].id' --output text
+EOF
+ENVS=(AWS_REGION=eu-west-1 ECS_CLUSTER=blue ECS_SERVICE=blue-verification)
+expect_lines "deploy_ecs.sh verification --dry-run with ECS_CLUSTER/ECS_SERVICE" \
+    "$WORK/expected" scripts/deploy_ecs.sh verification --dry-run
+
+cat >"$WORK/expected" <<'EOF'
++ ssh -N -L 5433:kc.abc.eu-west-1.rds.amazonaws.com:5432 ec2-user@bastion.example.com -i /keys/kc.pem -o ExitOnForwardFailure=yes -o ServerAliveInterval=30
+EOF
+ENVS=(BASTION_HOST=bastion.example.com BASTION_KEY=/keys/kc.pem RDS_CLUSTER_HOST=kc.abc.eu-west-1.rds.amazonaws.com)
+expect_lines "tunnel.sh --dry-run: the exact ssh command, without ssh" "$WORK/expected" scripts/tunnel.sh --dry-run
+if run_script "$WORK/run.out" scripts/tunnel.sh --dry-run &&
+    grep -qF 'DATABASE_URL=postgres://kcadmin:<password>@127.0.0.1:5433/credentials?sslmode=require' "$WORK/run.out"; then
+    pass "tunnel.sh --dry-run prints the DATABASE_URL with the password elided"
+else
+    fail "tunnel.sh --dry-run prints the DATABASE_URL with the password elided" "$WORK/run.out"
+fi
+
+# Missing variables and a wrong SERVICE name what is wrong.
+ENVS=(AWS_ACCOUNT_ID=123456789012 IMAGE_TAG=abc1234)
+expect_error "push_image.sh without AWS_REGION names it" "missing variable(s): AWS_REGION" \
+    scripts/push_image.sh issuance --dry-run
+ENVS=(AWS_REGION=eu-west-1 IMAGE_TAG=abc1234)
+expect_error "push_image.sh without AWS_ACCOUNT_ID names it" "missing variable(s): AWS_ACCOUNT_ID" \
+    scripts/push_image.sh issuance --dry-run
+ENVS=(AWS_ACCOUNT_ID=123456789012)
+expect_error "deploy_ecs.sh without AWS_REGION names it" "missing variable(s): AWS_REGION" \
+    scripts/deploy_ecs.sh issuance --dry-run
+ENVS=("${BASE[@]}")
+expect_error "push_image.sh with a wrong SERVICE says which are valid" \
+    "SERVICE must be issuance or verification (got 'billing')" scripts/push_image.sh billing --dry-run
+expect_error "deploy_ecs.sh with a wrong SERVICE says which are valid" \
+    "SERVICE must be issuance or verification (got 'billing')" scripts/deploy_ecs.sh billing --dry-run
+expect_error "push_image.sh without SERVICE asks for it" "SERVICE is missing" scripts/push_image.sh --dry-run
+ENVS=(BASTION_USER=ec2-user)
+expect_error "tunnel.sh names its missing variables" \
+    "missing variable(s): BASTION_HOST BASTION_KEY RDS_CLUSTER_HOST" scripts/tunnel.sh --dry-run
+ENVS=(BASTION_HOST=b.example.com BASTION_KEY=/keys/kc.pem RDS_CLUSTER_HOST=127.0.0.1)
+expect_error "tunnel.sh refuses 127.0.0.1 as the RDS endpoint" "RDS_CLUSTER_HOST is 127.0.0.1" \
+    scripts/tunnel.sh --dry-run
+
+# Without --dry-run the tools are required, and named.
+ENVS=("${BASE[@]}")
+expect_error "push_image.sh without aws on PATH names the tool" "missing tool: aws" scripts/push_image.sh issuance
+expect_error "deploy_ecs.sh without aws on PATH names the tool" "missing tool: aws" scripts/deploy_ecs.sh issuance
+ENVS=(BASTION_HOST=b.example.com BASTION_KEY=/keys/kc.pem RDS_CLUSTER_HOST=db.example.com)
+expect_error "tunnel.sh without ssh on PATH names the tool" "missing tool: ssh" scripts/tunnel.sh
+
+# .env is read (the environment wins), and no value from it is ever printed.
+cat >"$WORK/dot.env" <<'EOF'
+# a comment
+AWS_REGION=eu-west-1
+export AWS_ACCOUNT_ID="123456789012"
+AWS_ACCESS_KEY_ID=AKIAEXAMPLEDONOTPRINT
+AWS_SECRET_ACCESS_KEY='secret-that-must-not-be-printed'
+RDS_CLUSTER_PASSWORD=db-password-that-must-not-be-printed
+IMAGE_TAG=from-dotenv
+EOF
+cat >"$WORK/expected" <<EOF
++ aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin $REGISTRY
++ docker build --platform linux/amd64 --build-arg SERVICE=issuance -t $REGISTRY/kube-credential-issuance:abc1234 .
++ docker tag $REGISTRY/kube-credential-issuance:abc1234 $REGISTRY/kube-credential-issuance:latest
++ docker push $REGISTRY/kube-credential-issuance:abc1234
++ docker push $REGISTRY/kube-credential-issuance:latest
+EOF
+ENVS=(ENV_FILE="$WORK/dot.env" IMAGE_TAG=abc1234)
+expect_lines "push_image.sh reads .env, the environment winning over it" \
+    "$WORK/expected" scripts/push_image.sh issuance --dry-run
+if grep -qE 'AKIAEXAMPLE|secret-that|db-password' "$WORK/run.out"; then
+    fail "push_image.sh never prints a value from .env" "$WORK/run.out"
+else
+    pass "push_image.sh never prints a value from .env"
+fi
+ENVS=(ENV_FILE="$WORK/dot.env")
+run_script "$WORK/run.out" scripts/deploy_ecs.sh issuance --dry-run --wait || true
+if grep -q '^+ aws ecs update-service --region eu-west-1' "$WORK/run.out" &&
+    ! grep -qE 'AKIAEXAMPLE|secret-that|db-password' "$WORK/run.out"; then
+    pass "deploy_ecs.sh reads .env and never prints a value from it"
+else
+    fail "deploy_ecs.sh reads .env and never prints a value from it" "$WORK/run.out"
+fi
+
+# Real runs against stand-ins for aws, docker and ssh that record their
+# arguments: the same commands run, and the ECR password goes through stdin only.
+mkdir -p "$WORK/stubs"
+for tool in aws docker ssh; do
+    cat >"$WORK/stubs/$tool" <<EOF
+#!$BASH
+# docker login reads the pipe to its end before it records itself, so the
+# pipeline's two commands are always recorded in the same order.
+stdin=""
+[ "$tool \$1" != "docker login" ] || stdin=\$(cat)
+printf '%s\n' "$tool \$*" >>"$WORK/calls"
+case "$tool \$1 \$2" in
+    "aws ecr get-login-password") printf 'stub-ecr-password\n' ;;
+    "aws sts get-caller-identity") printf '123456789012\n' ;;
+    "aws ecs update-service") printf 'ecs-svc/1234567890\n' ;;
+    "docker login "*) [ "\$stdin" = stub-ecr-password ] || { echo "docker login: no password on stdin" >&2; exit 1; } ;;
+esac
+EOF
+    chmod +x "$WORK/stubs/$tool"
+done
+# run_stubbed NAME EXPECTED_CALLS SCRIPT ARGS...: exit 0, exactly these calls, no password shown.
+run_stubbed() {
+    local name=$1 expected=$2
+    shift 2
+    rm -f "$WORK/calls"
+    if ! env -i PATH="$WORK/stubs:$WORK/bin" HOME="$WORK" ENV_FILE="$WORK/no.env" ${ENVS[@]+"${ENVS[@]}"} \
+        "$BASH" "$@" >"$WORK/run.out" 2>&1; then
+        fail "$name (exit code $?)" "$WORK/run.out"
+    elif ! diff -u "$expected" "$WORK/calls" >"$WORK/diff" 2>&1; then
+        fail "$name" "$WORK/diff"
+    elif grep -q stub-ecr-password "$WORK/run.out"; then
+        fail "$name: the ECR password was printed" "$WORK/run.out"
+    else
+        pass "$name"
+    fi
+}
+cat >"$WORK/expected" <<EOF
+aws ecr get-login-password --region eu-west-1
+docker login --username AWS --password-stdin $REGISTRY
+docker build --platform linux/amd64 --build-arg SERVICE=issuance -t $REGISTRY/kube-credential-issuance:abc1234 .
+docker tag $REGISTRY/kube-credential-issuance:abc1234 $REGISTRY/kube-credential-issuance:latest
+docker push $REGISTRY/kube-credential-issuance:abc1234
+docker push $REGISTRY/kube-credential-issuance:latest
+EOF
+ENVS=("${BASE[@]}")
+run_stubbed "push_image.sh issuance runs those commands (stand-in aws/docker)" "$WORK/expected" \
+    scripts/push_image.sh issuance
+cat >"$WORK/expected" <<'EOF'
+aws sts get-caller-identity --region eu-west-1 --query Account --output text
+aws ecs update-service --region eu-west-1 --cluster kube-credential --service kube-credential-verification --force-new-deployment --query service.deployments[0].id --output text
+aws ecs wait services-stable --region eu-west-1 --cluster kube-credential --services kube-credential-verification
+EOF
+run_stubbed "deploy_ecs.sh verification --wait runs those commands (stand-in aws)" "$WORK/expected" \
+    scripts/deploy_ecs.sh verification --wait
+rm -f "$WORK/calls"
+if env -i PATH="$WORK/stubs:$WORK/bin" HOME="$WORK" ENV_FILE="$WORK/no.env" AWS_REGION=eu-west-1 \
+    AWS_ACCOUNT_ID=999999999999 "$BASH" scripts/deploy_ecs.sh issuance >"$WORK/run.out" 2>&1; then
+    fail "deploy_ecs.sh refuses credentials of another account (exited 0)" "$WORK/run.out"
+elif grep -q "account 123456789012, not AWS_ACCOUNT_ID=999999999999" "$WORK/run.out" &&
+    ! grep -q update-service "$WORK/calls"; then
+    pass "deploy_ecs.sh refuses credentials of another account"
+else
+    fail "deploy_ecs.sh refuses credentials of another account" "$WORK/run.out"
+fi
+mkdir -p "$WORK/keys"
+: >"$WORK/keys/kc.pem"
+cat >"$WORK/expected" <<EOF
+ssh -N -L 5433:db.example.com:5432 ec2-user@b.example.com -i $WORK/keys/kc.pem -o ExitOnForwardFailure=yes -o ServerAliveInterval=30
+EOF
+ENVS=(BASTION_HOST=b.example.com BASTION_KEY="$WORK/keys/kc.pem" RDS_CLUSTER_HOST=db.example.com)
+run_stubbed "tunnel.sh runs that ssh command (stand-in ssh)" "$WORK/expected" scripts/tunnel.sh
+
+ENVS=()
+for script in "${SCRIPTS[@]}"; do
+    if run_script "$WORK/run.out" "$script" --help && grep -q '^usage: ' "$WORK/run.out"; then
+        pass "$script --help"
+    else
+        fail "$script --help" "$WORK/run.out"
+    fi
+done
+
+echo
+echo "deploy checks: $PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]

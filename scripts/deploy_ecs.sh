@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Rolls one ECS service onto the image its task definition names (`latest`
+# unless ecs.yml pins a tag): a forced new deployment, zero downtime.
+#
+#   scripts/deploy_ecs.sh issuance --wait
+#   scripts/deploy_ecs.sh verification --dry-run   # print the commands, run nothing
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PROG=scripts/deploy_ecs.sh
+
+usage() {
+    cat <<'HELP'
+usage: scripts/deploy_ecs.sh [--wait] [--dry-run] [--help] SERVICE
+
+Forces a new deployment of the ECS service of SERVICE (issuance or
+verification): ECS starts new tasks (pulling the image tag again, so a fresh
+`latest` from scripts/push_image.sh), waits until the load balancer finds them
+healthy, then drains and stops the old ones (minimum healthy 100%, maximum
+200%). The deployment circuit breaker rolls back a deployment whose tasks do
+not become healthy.
+
+Options:
+  --wait      wait until the service is stable (aws ecs wait services-stable,
+              up to 10 minutes) and fail if it does not get there
+  --dry-run   print every aws command (prefixed with "+ ") instead of running
+              it; aws need not be installed
+  --help      show this help
+
+Environment (read from .env at the repository root when present; variables
+already set in the environment win; values are never printed):
+  AWS_REGION        required, e.g. eu-west-1
+  AWS_ACCOUNT_ID    optional; when set, the caller's account must be this one
+  ENVIRONMENT_NAME  stack prefix, default kube-credential
+  ECS_CLUSTER       default ENVIRONMENT_NAME (kube-credential)
+  ECS_SERVICE       default ENVIRONMENT_NAME-SERVICE (kube-credential-issuance)
+  ALB_DNS           optional; the load balancer's DNS name, for the hints printed at the end
+  ENV_FILE          the .env file to read, default REPO/.env
+  AWS credentials   as the aws CLI finds them (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)
+HELP
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$1" >&2
+    exit "${2:-1}"
+}
+
+# Reads KEY=VALUE lines without executing anything; keeps what the environment
+# already has. Prints only how many variables were taken, never their values.
+load_env_file() {
+    local file=$1 line key value count=0
+    [ -f "$file" ] || return 0
+    while IFS= read -r line || [ -n "$line" ]; do
+        line=${line%$'\r'}
+        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+        key=${BASH_REMATCH[2]}
+        value=${BASH_REMATCH[3]}
+        if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
+            value=${BASH_REMATCH[1]}
+        fi
+        [ -n "${!key+set}" ] && continue
+        export "$key=$value"
+        count=$((count + 1))
+    done <"$file"
+    printf '%s: read %d variable(s) from %s\n' "$PROG" "$count" "$file" >&2
+}
+
+# A command line the way a shell would take it back (quoting only what needs it).
+quoted() {
+    local out="" arg
+    for arg in "$@"; do
+        if [[ $arg =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+            out+=" $arg"
+        elif [[ $arg == *"'"* && $arg != *[\"\$\`\\!]* ]]; then
+            out+=" \"$arg\""
+        else
+            out+=" '${arg//\'/\'\\\'\'}'"
+        fi
+    done
+    printf '%s' "${out# }"
+}
+
+# Prints one command, prefixed with "+ ".
+show() {
+    printf '+ %s\n' "$(quoted "$@")"
+}
+
+DRY_RUN=""
+WAIT=""
+SERVICE=""
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run | -n) DRY_RUN=1 ;;
+        --wait | -w) WAIT=1 ;;
+        --help | -h)
+            usage
+            exit 0
+            ;;
+        -*) die "unknown option: $arg (try --help)" 2 ;;
+        *)
+            [ -z "$SERVICE" ] || die "only one SERVICE may be given (got '$SERVICE' and '$arg')" 2
+            SERVICE=$arg
+            ;;
+    esac
+done
+[ -n "$SERVICE" ] || die "SERVICE is missing: give issuance or verification (try --help)" 2
+case "$SERVICE" in
+    issuance | verification) ;;
+    *) die "SERVICE must be issuance or verification (got '$SERVICE')" 2 ;;
+esac
+
+load_env_file "${ENV_FILE:-$ROOT/.env}"
+
+[ -n "${AWS_REGION:-}" ] || die "missing variable(s): AWS_REGION (set it in the environment or in .env; see --help)"
+[[ $AWS_REGION =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || die "AWS_REGION is not a region name such as eu-west-1 (got '$AWS_REGION')"
+if [ -n "${AWS_ACCOUNT_ID:-}" ] && ! [[ $AWS_ACCOUNT_ID =~ ^[0-9]{12}$ ]]; then
+    die "AWS_ACCOUNT_ID must be 12 digits (got '$AWS_ACCOUNT_ID')"
+fi
+if [ -z "$DRY_RUN" ]; then
+    command -v aws >/dev/null 2>&1 || die "missing tool: aws (the AWS CLI) is not installed or not on PATH"
+fi
+
+ENVIRONMENT_NAME=${ENVIRONMENT_NAME:-kube-credential}
+CLUSTER=${ECS_CLUSTER:-$ENVIRONMENT_NAME}
+ECS_SERVICE_NAME=${ECS_SERVICE:-$ENVIRONMENT_NAME-$SERVICE}
+[ -n "$CLUSTER" ] || die "ECS_CLUSTER is empty"
+
+if [ -n "$DRY_RUN" ]; then
+    printf '%s: dry run: the commands are printed, not run\n' "$PROG"
+fi
+
+# 0. The right account? (only when AWS_ACCOUNT_ID says which one)
+if [ -n "${AWS_ACCOUNT_ID:-}" ]; then
+    show aws sts get-caller-identity --region "$AWS_REGION" --query Account --output text
+    if [ -z "$DRY_RUN" ]; then
+        caller=$(aws sts get-caller-identity --region "$AWS_REGION" --query Account --output text) ||
+            die "aws sts get-caller-identity failed: are AWS credentials configured?"
+        [ "$caller" = "$AWS_ACCOUNT_ID" ] ||
+            die "the AWS credentials belong to account $caller, not AWS_ACCOUNT_ID=$AWS_ACCOUNT_ID"
+    fi
+fi
+
+# 1. A new deployment of the same task definition: new tasks, the image pulled again.
+update=(aws ecs update-service --region "$AWS_REGION" --cluster "$CLUSTER" --service "$ECS_SERVICE_NAME"
+    --force-new-deployment --query 'service.deployments[0].id' --output text)
+show "${update[@]}"
+if [ -z "$DRY_RUN" ]; then
+    deployment=$("${update[@]}") || die "aws ecs update-service failed for service $ECS_SERVICE_NAME in cluster $CLUSTER"
+    printf 'started deployment %s of %s\n' "$deployment" "$ECS_SERVICE_NAME"
+fi
+
+# 2. Optionally wait until every task of the new deployment runs and is healthy.
+if [ -n "$WAIT" ]; then
+    wait_cmd=(aws ecs wait services-stable --region "$AWS_REGION" --cluster "$CLUSTER" --services "$ECS_SERVICE_NAME")
+    show "${wait_cmd[@]}"
+    if [ -z "$DRY_RUN" ]; then
+        printf 'waiting for %s to become stable (up to 10 minutes)...\n' "$ECS_SERVICE_NAME"
+        if ! "${wait_cmd[@]}"; then
+            printf '%s: error: %s did not become stable. Its events say why:\n' "$PROG" "$ECS_SERVICE_NAME" >&2
+            printf '  %s\n' "$(quoted aws ecs describe-services --region "$AWS_REGION" --cluster "$CLUSTER" \
+                --services "$ECS_SERVICE_NAME" --query 'services[0].events[:10].message' --output text)" >&2
+            printf '  (the deployment circuit breaker rolls back a deployment whose tasks keep failing)\n' >&2
+            exit 1
+        fi
+        printf '%s is stable\n' "$ECS_SERVICE_NAME"
+    fi
+fi
+
+ALB=${ALB_DNS:-}
+if [ -z "$ALB" ]; then
+    ALB="\$ALB_DNS"
+    lookup=$(quoted aws cloudformation describe-stacks --region "$AWS_REGION" --stack-name "$ENVIRONMENT_NAME-alb" \
+        --query "Stacks[0].Outputs[?OutputKey=='LoadBalancerDnsName'].OutputValue" --output text)
+    alb_hint="  ALB_DNS=\$($lookup)"
+else
+    alb_hint=""
+fi
+if [ -n "$DRY_RUN" ]; then
+    outcome="(dry run: nothing was changed)"
+elif [ -n "$WAIT" ]; then
+    outcome="is done: the service is stable"
+else
+    outcome="has started; scripts/deploy_ecs.sh $SERVICE --wait waits for it"
+fi
+cat <<EOF
+
+Deployment of $ECS_SERVICE_NAME in cluster $CLUSTER $outcome
+
+Verify through the load balancer:
+${alb_hint:+$alb_hint
+}  curl -s http://$ALB/$SERVICE/health            # 200 {"status":"ok",...,"workerId":"ip-10-0-..."}
+  BASE_URL=http://$ALB EXPECTED_ISSUANCE_TASKS=2 EXPECTED_VERIFICATION_TASKS=2 k6 run load/distribution.js
+Watch it:
+  $(quoted aws ecs describe-services --region "$AWS_REGION" --cluster "$CLUSTER" --services "$ECS_SERVICE_NAME" --query 'services[0].deployments')
+  aws logs tail /ecs/$ENVIRONMENT_NAME/$SERVICE --region $AWS_REGION --follow
+EOF

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# Builds one service's image and pushes it to its ECR repository, tagged with
+# the git short sha and `latest`.
+#
+#   scripts/push_image.sh issuance
+#   scripts/push_image.sh verification --dry-run   # print the commands, run nothing
+#
+# Then roll the ECS service onto it: scripts/deploy_ecs.sh SERVICE --wait
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PROG=scripts/push_image.sh
+
+usage() {
+    cat <<'HELP'
+usage: scripts/push_image.sh [--dry-run] [--help] SERVICE
+
+Builds the scratch image of SERVICE (issuance or verification) from the
+Dockerfile at the repository root, logs in to Amazon ECR, tags the image with
+the git short sha and `latest`, and pushes both tags.
+
+Options:
+  --dry-run   print every aws/docker command (prefixed with "+ ") instead of
+              running it; aws, docker and git need not be installed
+  --help      show this help
+
+Environment (read from .env at the repository root when present; variables
+already set in the environment win; values are never printed):
+  AWS_REGION        required, e.g. eu-west-1
+  AWS_ACCOUNT_ID    required, the 12-digit account that owns the repositories
+  ENVIRONMENT_NAME  stack prefix, default kube-credential
+  ECR_REPOSITORY    default ENVIRONMENT_NAME-SERVICE (kube-credential-issuance)
+  IMAGE_TAG         default: the git short sha of HEAD
+  DOCKER_PLATFORM   default linux/amd64 (matches ecs.yml's CpuArchitecture X86_64)
+  ENV_FILE          the .env file to read, default REPO/.env
+  AWS credentials   as the aws CLI finds them (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)
+HELP
+}
+
+die() {
+    printf '%s: error: %s\n' "$PROG" "$1" >&2
+    exit "${2:-1}"
+}
+
+# Reads KEY=VALUE lines without executing anything; keeps what the environment
+# already has. Prints only how many variables were taken, never their values.
+load_env_file() {
+    local file=$1 line key value count=0
+    [ -f "$file" ] || return 0
+    while IFS= read -r line || [ -n "$line" ]; do
+        line=${line%$'\r'}
+        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+        key=${BASH_REMATCH[2]}
+        value=${BASH_REMATCH[3]}
+        if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
+            value=${BASH_REMATCH[1]}
+        fi
+        [ -n "${!key+set}" ] && continue
+        export "$key=$value"
+        count=$((count + 1))
+    done <"$file"
+    printf '%s: read %d variable(s) from %s\n' "$PROG" "$count" "$file" >&2
+}
+
+# A command line the way a shell would take it back (quoting only what needs it).
+quoted() {
+    local out="" arg
+    for arg in "$@"; do
+        if [[ $arg =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
+            out+=" $arg"
+        elif [[ $arg == *"'"* && $arg != *[\"\$\`\\!]* ]]; then
+            out+=" \"$arg\""
+        else
+            out+=" '${arg//\'/\'\\\'\'}'"
+        fi
+    done
+    printf '%s' "${out# }"
+}
+
+# Prints one command, prefixed with "+ ".
+show() {
+    printf '+ %s\n' "$(quoted "$@")"
+}
+
+# Shows, then (unless --dry-run) runs, one command.
+run() {
+    show "$@"
+    [ -n "$DRY_RUN" ] || "$@"
+}
+
+DRY_RUN=""
+SERVICE=""
+for arg in "$@"; do
+    case "$arg" in
+        --dry-run | -n) DRY_RUN=1 ;;
+        --help | -h)
+            usage
+            exit 0
+            ;;
+        -*) die "unknown option: $arg (try --help)" 2 ;;
+        *)
+            [ -z "$SERVICE" ] || die "only one SERVICE may be given (got '$SERVICE' and '$arg')" 2
+            SERVICE=$arg
+            ;;
+    esac
+done
+[ -n "$SERVICE" ] || die "SERVICE is missing: give issuance or verification (try --help)" 2
+case "$SERVICE" in
+    issuance | verification) ;;
+    *) die "SERVICE must be issuance or verification (got '$SERVICE')" 2 ;;
+esac
+
+load_env_file "${ENV_FILE:-$ROOT/.env}"
+
+missing=()
+for var in AWS_REGION AWS_ACCOUNT_ID; do
+    [ -n "${!var:-}" ] || missing+=("$var")
+done
+[ ${#missing[@]} -eq 0 ] || die "missing variable(s): ${missing[*]} (set them in the environment or in .env; see --help)"
+[[ $AWS_REGION =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || die "AWS_REGION is not a region name such as eu-west-1 (got '$AWS_REGION')"
+[[ $AWS_ACCOUNT_ID =~ ^[0-9]{12}$ ]] || die "AWS_ACCOUNT_ID must be 12 digits (got '$AWS_ACCOUNT_ID')"
+
+if [ -z "$DRY_RUN" ]; then
+    need=(aws docker)
+    [ -n "${IMAGE_TAG:-}" ] || need+=(git)
+    for tool in "${need[@]}"; do
+        command -v "$tool" >/dev/null 2>&1 || die "missing tool: $tool is not installed or not on PATH"
+    done
+fi
+
+ENVIRONMENT_NAME=${ENVIRONMENT_NAME:-kube-credential}
+REPOSITORY=${ECR_REPOSITORY:-$ENVIRONMENT_NAME-$SERVICE}
+PLATFORM=${DOCKER_PLATFORM:-linux/amd64}
+REGISTRY=$AWS_ACCOUNT_ID.dkr.ecr.$AWS_REGION.amazonaws.com
+if [ -z "${IMAGE_TAG:-}" ]; then
+    if command -v git >/dev/null 2>&1 && git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
+        IMAGE_TAG=$(git -C "$ROOT" rev-parse --short HEAD)
+        if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]; then
+            printf '%s: warning: the work tree has uncommitted changes; the image is tagged %s but contains them\n' \
+                "$PROG" "$IMAGE_TAG" >&2
+        fi
+    elif [ -n "$DRY_RUN" ]; then
+        IMAGE_TAG="<git-short-sha>"
+    else
+        die "cannot tell the git short sha: $ROOT is not a git checkout; set IMAGE_TAG"
+    fi
+fi
+[[ $IMAGE_TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ || -n "$DRY_RUN" ]] ||
+    die "IMAGE_TAG is not a valid image tag (got '$IMAGE_TAG')"
+IMAGE=$REGISTRY/$REPOSITORY
+# ecs.yml's parameter for this service's tag (no ${SERVICE^}: macOS ships bash 3.2).
+case "$SERVICE" in
+    issuance) TAG_PARAMETER=IssuanceImageTag ;;
+    verification) TAG_PARAMETER=VerificationImageTag ;;
+esac
+
+cd "$ROOT"
+if [ -n "$DRY_RUN" ]; then
+    printf '%s: dry run: the commands are printed, not run\n' "$PROG"
+fi
+
+# 1. Log in to the registry. The password goes through the pipe, never the
+#    command line or this output.
+printf '+ %s | %s\n' "$(quoted aws ecr get-login-password --region "$AWS_REGION")" \
+    "$(quoted docker login --username AWS --password-stdin "$REGISTRY")"
+if [ -z "$DRY_RUN" ]; then
+    aws ecr get-login-password --region "$AWS_REGION" |
+        docker login --username AWS --password-stdin "$REGISTRY" >/dev/null
+fi
+
+# 2. Build (the Dockerfile's SERVICE build argument picks the binary), 3. tag, 4. push.
+run docker build --platform "$PLATFORM" --build-arg "SERVICE=$SERVICE" -t "$IMAGE:$IMAGE_TAG" .
+run docker tag "$IMAGE:$IMAGE_TAG" "$IMAGE:latest"
+run docker push "$IMAGE:$IMAGE_TAG"
+run docker push "$IMAGE:latest"
+
+cat <<EOF
+
+Summary
+  service     $SERVICE
+  repository  $IMAGE
+  tags        $IMAGE_TAG, latest
+  platform    $PLATFORM${DRY_RUN:+
+  (dry run: nothing was built or pushed)}
+
+Next steps
+  scripts/deploy_ecs.sh $SERVICE --wait      # roll ECS onto :latest and wait until stable
+  # first deployment: push both services, then create the ecs.yml stack (docs/DEPLOYMENT.md)
+  # pin this exact build instead of latest:
+  #   aws cloudformation deploy --stack-name $ENVIRONMENT_NAME-ecs --template-file deploy/cloudformation/ecs.yml \\
+  #     --capabilities CAPABILITY_IAM --parameter-overrides $TAG_PARAMETER=$IMAGE_TAG
+EOF
