@@ -121,25 +121,43 @@ measure() { # service port lua
     local pid json
     start_task "$1" "$2"
     pid=${PIDS[-1]}
+    local task_before cpu_before
+    task_before=$(task_ticks "$pid")
+    cpu_before=$(cpu_ticks)
     wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${SECONDS_EACH}s" --timeout 5s -s "load/wrk/$3" \
         "http://127.0.0.1:$2" >"$OUT/wrk-$1.txt" 2>&1
     json=$(sed -n 's/^WRK_JSON //p' "$OUT/wrk-$1.txt")
+    # Where the two cores went: this task's share, and the whole machine's.
+    local task_cpu machine_cpu
+    read -r task_cpu machine_cpu < <(cpu_shares "$task_before" "$(task_ticks "$pid")" "$cpu_before" "$(cpu_ticks)")
     local hwm
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-    python3 - "$json" "$hwm" >"$OUT/result-$1" <<'PY'
+    python3 - "$json" "$hwm" "$task_cpu" "$machine_cpu" >"$OUT/result-$1" <<'PY'
 import json, sys
 w = json.loads(sys.argv[1])
 rps = w["requests"] / (w["duration_us"] / 1e6)
-print(f'{rps:.0f} {w["p50_us"]/1000:.2f} {w["p99_us"]/1000:.2f} {int(sys.argv[2])/1024:.1f} {w["non2xx"]} {w["errors"]} {w["requests"]}')
+print(f'{rps:.0f} {w["p50_us"]/1000:.2f} {w["p99_us"]/1000:.2f} {int(sys.argv[2])/1024:.1f} {w["non2xx"]} {w["errors"]} {w["requests"]} {sys.argv[3]} {sys.argv[4]}')
 PY
+}
+
+# Clock ticks a process has run (user + system), and the machine's busy and total ticks.
+task_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8}' /proc/stat; }
+cpu_shares() { # task_before task_after "busy total" before, after
+    local b1 t1 b2 t2
+    read -r b1 t1 <<<"$3"
+    read -r b2 t2 <<<"$4"
+    # Percent of the whole machine (all cores together).
+    awk -v tb="$1" -v ta="$2" -v b1="$b1" -v t1="$t1" -v b2="$b2" -v t2="$t2" \
+        'BEGIN { printf "%.0f %.0f\n", 100 * (ta - tb) / (t2 - t1), 100 * (b2 - b1) / (t2 - t1) }'
 }
 
 say "wrk on one verification task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
 IDS_FILE="$OUT/ids.txt" measure verification $((PORT_BASE + 2)) verify.lua
-read -r VERIFY_RPS VERIFY_P50 VERIFY_P99 VERIFY_RSS VERIFY_NON2XX VERIFY_ERRORS _ <"$OUT/result-verification"
+read -r VERIFY_RPS VERIFY_P50 VERIFY_P99 VERIFY_RSS VERIFY_NON2XX VERIFY_ERRORS _ VERIFY_CPU VERIFY_BUSY <"$OUT/result-verification"
 say "wrk on one issuance task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
 measure issuance $((PORT_BASE + 1)) issue.lua
-read -r ISSUE_RPS ISSUE_P50 ISSUE_P99 ISSUE_RSS ISSUE_NON2XX ISSUE_ERRORS ISSUE_REQUESTS <"$OUT/result-issuance"
+read -r ISSUE_RPS ISSUE_P50 ISSUE_P99 ISSUE_RSS ISSUE_NON2XX ISSUE_ERRORS ISSUE_REQUESTS ISSUE_CPU ISSUE_BUSY <"$OUT/result-issuance"
 
 # Every 201 must be a row: the task answered ISSUE_REQUESTS - non2xx times with 201;
 # requests still in flight when wrk stopped may add up to CONNECTIONS rows more.
@@ -160,9 +178,11 @@ r = dict(
     cores=os.cpu_count(), connections=$CONNECTIONS, seconds=$SECONDS_EACH, rows=$ROWS,
     pgbench_select_tps=float("$SELECT_TPS"), pgbench_insert_tps=float("$INSERT_TPS"),
     verify=dict(rps=float("$VERIFY_RPS"), p50_ms=float("$VERIFY_P50"), p99_ms=float("$VERIFY_P99"),
-                peak_rss_mb=float("$VERIFY_RSS"), non2xx=int("$VERIFY_NON2XX"), errors=int("$VERIFY_ERRORS")),
+                peak_rss_mb=float("$VERIFY_RSS"), non2xx=int("$VERIFY_NON2XX"), errors=int("$VERIFY_ERRORS"),
+                task_cpu_pct=int("$VERIFY_CPU"), machine_busy_pct=int("$VERIFY_BUSY")),
     issue=dict(rps=float("$ISSUE_RPS"), p50_ms=float("$ISSUE_P50"), p99_ms=float("$ISSUE_P99"),
                peak_rss_mb=float("$ISSUE_RSS"), non2xx=int("$ISSUE_NON2XX"), errors=int("$ISSUE_ERRORS"),
+               task_cpu_pct=int("$ISSUE_CPU"), machine_busy_pct=int("$ISSUE_BUSY"),
                answered_201=$CREATED, rows_stored=$STORED, every_201_stored="$CHECK"),
 )
 r["verify_ratio"] = r["verify"]["rps"] / r["pgbench_select_tps"]
@@ -175,12 +195,14 @@ v, i = r["verify"], r["issue"]
 print(f"""
 load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each
 
-| what | per second | p50 ms | p99 ms | peak RSS MB | errors |
-| --- | ---: | ---: | ---: | ---: | ---: |
-| pgbench SELECT by id | {r['pgbench_select_tps']:.0f} | | | | |
-| pgbench INSERT | {r['pgbench_insert_tps']:.0f} | | | | |
-| verification task (wrk) | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['peak_rss_mb']:.1f} | {v['non2xx'] + v['errors']} |
-| issuance task (wrk) | {i['rps']:.0f} | {i['p50_ms']:.2f} | {i['p99_ms']:.2f} | {i['peak_rss_mb']:.1f} | {i['non2xx'] + i['errors']} |
+| what | per second | p50 ms | p99 ms | peak RSS MB | errors | task CPU | machine busy |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
+| pgbench SELECT by id | {r['pgbench_select_tps']:.0f} | | | | | | |
+| pgbench INSERT | {r['pgbench_insert_tps']:.0f} | | | | | | |
+| verification task (wrk) | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['peak_rss_mb']:.1f} | {v['non2xx'] + v['errors']} | {v['task_cpu_pct']} % | {v['machine_busy_pct']} % |
+| issuance task (wrk) | {i['rps']:.0f} | {i['p50_ms']:.2f} | {i['p99_ms']:.2f} | {i['peak_rss_mb']:.1f} | {i['non2xx'] + i['errors']} | {i['task_cpu_pct']} % | {i['machine_busy_pct']} % |
+
+(CPU columns: share of the whole {r['cores']}-core machine during the wrk run.)
 
 verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}
 issue_rps / pgbench_insert_tps  = {r['issue_ratio']:.2f}

@@ -2,10 +2,10 @@
 //! (name, email, credentialType) and says which task issued it.
 //!
 //! Requests are coalesced (see `kc_core::db::batch`): those that arrive while a
-//! statement is in flight go to the database together as ONE multi-row insert,
-//! which also reports the rows that existed already. Exactly one of N identical
-//! concurrent requests wins, on any number of tasks and inside one batch,
-//! because the database's unique constraint decides.
+//! statement is in flight go to the database together as ONE multi-row insert;
+//! only when some triple was taken does a second statement find its holder.
+//! Exactly one of N identical concurrent requests wins, on any number of tasks
+//! and inside one batch, because the database's unique constraint decides.
 
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -16,38 +16,29 @@ use kc_core::model::{Credential, NewCredential};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::time::SystemTime;
-use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Statement};
 
-/// Inserts a batch and returns, in one round trip, the rows it inserted and
-/// the rows that held any of its (name, email, credential_type) triples before.
+/// Inserts a batch; returns the rows it inserted. One round trip when every
+/// triple is new, the common case.
 ///
-/// Under READ COMMITTED the second branch sees only rows committed before the
-/// statement began. An insert that had to wait for a concurrent insert of the
-/// same triple (another task) is skipped by `DO NOTHING` and that winner is not
-/// visible either: such a request is answered from [`EXISTING`], a new
-/// statement that can see it. A triple repeated inside one batch is inserted
-/// once; the others are answered from that winner.
+/// `DO NOTHING` skips a triple that exists, and one that a concurrent insert
+/// (another task, or an earlier row of this batch) holds; such an insert first
+/// waits for that transaction, so by the time this statement returns the winner
+/// is committed and [`EXISTING_MANY`], a new statement, can see it.
 const ISSUE_MANY: &str = "\
-WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
-        AS t(id, name, email, credential_type, metadata)
-), ins AS (
-    INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
-    SELECT id, name, email, credential_type, metadata, $6 FROM input
-    ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
-    RETURNING id, metadata, issued_at
-)
-SELECT true, id, metadata, NULL::text, issued_at, NULL::text, NULL::text, NULL::text FROM ins
-UNION ALL
-SELECT false, c.id, NULL::jsonb, c.issued_by::text, c.issued_at, c.name::text, c.email::text, c.credential_type::text
-  FROM credentials c
-  JOIN input i ON c.name = i.name AND c.email = i.email AND c.credential_type = i.credential_type";
+INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
+SELECT id, name, email, credential_type, metadata, $6
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+    AS t(id, name, email, credential_type, metadata)
+ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
+RETURNING id, metadata, issued_at";
 
-/// The credential that holds a (name, email, credentialType) triple.
-const EXISTING: &str = "\
-SELECT id, issued_by, issued_at FROM credentials
- WHERE name = $1 AND email = $2 AND credential_type = $3";
+/// The credentials that hold any of the given (name, email, credentialType) triples.
+const EXISTING_MANY: &str = "\
+SELECT c.id, c.issued_by::text, c.issued_at, c.name::text, c.email::text, c.credential_type::text
+  FROM credentials c
+  JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(name, email, credential_type)
+    ON c.name = k.name AND c.email = k.email AND c.credential_type = k.credential_type";
 
 /// How often a request tries again when the row it conflicted with is gone by
 /// the time it looks (only if credentials are being deleted concurrently).
@@ -61,12 +52,9 @@ pub struct IssueStatements {
 
 impl Statements for IssueStatements {
     async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
-        let text = Type::VARCHAR;
         Ok(IssueStatements {
             issue: client.prepare(ISSUE_MANY).await?,
-            existing: client
-                .prepare_typed(EXISTING, &[text.clone(), text.clone(), text])
-                .await?,
+            existing: client.prepare(EXISTING_MANY).await?,
         })
     }
 }
@@ -94,7 +82,7 @@ pub enum Outcome {
         issued_by: String,
         issued_at: SystemTime,
     },
-    /// Skipped for a concurrent insert this statement cannot see: look again.
+    /// Skipped, and its holder gone by the time the batch looked: try again.
     Raced,
 }
 
@@ -128,32 +116,43 @@ impl Batch for IssueBatch {
                 &[&ids, &names, &emails, &types, &metadata, &self.worker_id],
             ))
             .await?;
-
-        let mut inserted: HashMap<uuid::Uuid, (Option<&str>, SystemTime)> = HashMap::new();
-        let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, SystemTime)> = HashMap::new();
+        let mut inserted: HashMap<uuid::Uuid, (Option<&str>, SystemTime)> =
+            HashMap::with_capacity(rows.len());
         for row in &rows {
-            let id: uuid::Uuid = db::column(row, 1)?;
-            let issued_at: SystemTime = db::column(row, 4)?;
-            if db::column::<bool>(row, 0)? {
-                let metadata: Option<Jsonb<&str>> = db::column(row, 2)?;
-                inserted.insert(id, (metadata.map(|m| m.0), issued_at));
-            } else {
-                let key = (db::column(row, 5)?, db::column(row, 6)?, db::column(row, 7)?);
-                existing.insert(key, (id, db::column(row, 3)?, issued_at));
-            }
+            let metadata: Option<Jsonb<&str>> = db::column(row, 1)?;
+            inserted.insert(db::column(row, 0)?, (metadata.map(|m| m.0), db::column(row, 2)?));
         }
-        // A triple repeated in this batch: the copy that got in answers for the others.
-        let winners: HashMap<Key<'_>, (uuid::Uuid, SystemTime)> = items
-            .iter()
-            .filter_map(|p| inserted.get(&p.id).map(|(_, at)| (key(p), (p.id, *at))))
-            .collect();
+
+        // Triples that were taken: find their holders in a new statement.
+        let skipped: Vec<&Pending> = items.iter().filter(|p| !inserted.contains_key(&p.id)).collect();
+        let holders = if skipped.is_empty() {
+            Vec::new()
+        } else {
+            let names: Vec<&str> = skipped.iter().map(|p| p.name.as_str()).collect();
+            let emails: Vec<&str> = skipped.iter().map(|p| p.email.as_str()).collect();
+            let types: Vec<&str> = skipped.iter().map(|p| p.credential_type.as_str()).collect();
+            pool.timed(
+                conn.client
+                    .query(&conn.stmts.existing, &[&names, &emails, &types]),
+            )
+            .await?
+        };
+        let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, SystemTime)> =
+            HashMap::with_capacity(holders.len());
+        for row in &holders {
+            let key = (db::column(row, 3)?, db::column(row, 4)?, db::column(row, 5)?);
+            existing.insert(
+                key,
+                (db::column(row, 0)?, db::column(row, 1)?, db::column(row, 2)?),
+            );
+        }
         Ok(items
             .iter()
             .map(|p| {
-                if let Some((metadata, issued_at)) = inserted.get(&p.id) {
+                if let Some((metadata, at)) = inserted.get(&p.id) {
                     Outcome::Issued {
                         metadata: metadata.map(str::to_owned),
-                        issued_at: *issued_at,
+                        issued_at: *at,
                     }
                 } else if let Some((id, by, at)) = existing.get(&key(p)) {
                     Outcome::Exists {
@@ -161,13 +160,8 @@ impl Batch for IssueBatch {
                         issued_by: (*by).to_owned(),
                         issued_at: *at,
                     }
-                } else if let Some((id, at)) = winners.get(&key(p)) {
-                    Outcome::Exists {
-                        id: *id,
-                        issued_by: self.worker_id.clone(),
-                        issued_at: *at,
-                    }
                 } else {
+                    // Its holder was deleted in between: the request tries again.
                     Outcome::Raced
                 }
             })
@@ -181,7 +175,6 @@ fn key(p: &Pending) -> Key<'_> {
 
 /// The issuance service.
 pub struct Issuance {
-    pool: Pool<IssueStatements>,
     batches: Coalescer<IssueBatch>,
 }
 
@@ -196,8 +189,7 @@ impl Endpoint for Issuance {
             worker_id: config.worker_id.clone(),
         };
         Issuance {
-            batches: Coalescer::new(pool.clone(), batch, config.db_batch_lanes, config.db_batch_max),
-            pool,
+            batches: Coalescer::new(pool, batch, config.db_batch_lanes, config.db_batch_max),
         }
     }
 
@@ -225,25 +217,7 @@ impl Endpoint for Issuance {
                 } => {
                     return Ok(conflict(ctx, id, &issued_by, issued_at));
                 }
-                Outcome::Raced => {
-                    let conn = self.pool.get().await?;
-                    let row = self
-                        .pool
-                        .timed(conn.client.query_opt(
-                            &conn.stmts.existing,
-                            &[
-                                &credential.name(),
-                                &credential.email(),
-                                &credential.credential_type(),
-                            ],
-                        ))
-                        .await?;
-                    if let Some(row) = row {
-                        let (id, by, at): (uuid::Uuid, &str, SystemTime) =
-                            (db::column(&row, 0)?, db::column(&row, 1)?, db::column(&row, 2)?);
-                        return Ok(conflict(ctx, id, by, at));
-                    }
-                }
+                Outcome::Raced => continue,
             }
         }
         Err(ApiError::Unavailable(
