@@ -14,7 +14,9 @@
 # stopped and the scratch schema dropped; no other table is touched.
 #
 # Environment: DATABASE_URL (see scripts/lib/postgres.sh), CONNECTIONS (32),
-# SECONDS_EACH (15), ROWS (100000), WRK_THREADS (2), LIMIT_PORT_BASE (3900).
+# SECONDS_EACH (15), ROWS (100000), WRK_THREADS (2), LIMIT_PORT_BASE (3900),
+# TARGET (a target triple, e.g. x86_64-unknown-linux-musl to measure the binary
+# the Dockerfile builds; default: the host's).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -42,8 +44,9 @@ for tool in pgbench wrk; do
 done
 
 mkdir -p "$OUT"
-say "building release binaries"
-cargo build --release --quiet --bin issuance --bin verification
+say "building release binaries${TARGET:+ for $TARGET}"
+cargo build --release --quiet ${TARGET:+--target "$TARGET"} --bin issuance --bin verification
+BIN="target/${TARGET:+$TARGET/}release"
 ensure_postgres
 
 SCHEMA="kc_limit_$$"
@@ -66,7 +69,7 @@ trap 'exit 130' INT TERM
 
 say "scratch schema $SCHEMA with $ROWS credentials"
 psql "$DATABASE_URL" -qc "CREATE SCHEMA $SCHEMA"
-DATABASE_URL="$URL" target/release/issuance migrate >/dev/null
+DATABASE_URL="$URL" "$BIN/issuance" migrate >/dev/null
 # Row n has id md5(n)::uuid, so pgbench can name an existing credential.
 psql "$URL" -q <<SQL
 INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
@@ -105,10 +108,10 @@ start_task() { # service port
         exit 1
     fi
     DATABASE_URL="$URL" PORT=$2 BIND_ADDR=127.0.0.1 WORKER_ID="limit-$1" RUN_MIGRATIONS=false \
-        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn "target/release/$1" >"$OUT/$1.log" 2>&1 &
+        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn "$BIN/$1" >"$OUT/$1.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 100); do
-        PORT=$2 "target/release/$1" healthcheck 2>/dev/null && return 0
+        PORT=$2 "$BIN/$1" healthcheck 2>/dev/null && return 0
         sleep 0.05
     done
     say "$1 did not start; see $OUT/$1.log"
@@ -175,7 +178,7 @@ python3 - "$OUT" <<PY
 import json, os, sys, datetime
 r = dict(
     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    cores=os.cpu_count(), connections=$CONNECTIONS, seconds=$SECONDS_EACH, rows=$ROWS,
+    cores=os.cpu_count(), target="${TARGET:-host}", connections=$CONNECTIONS, seconds=$SECONDS_EACH, rows=$ROWS,
     pgbench_select_tps=float("$SELECT_TPS"), pgbench_insert_tps=float("$INSERT_TPS"),
     verify=dict(rps=float("$VERIFY_RPS"), p50_ms=float("$VERIFY_P50"), p99_ms=float("$VERIFY_P99"),
                 peak_rss_mb=float("$VERIFY_RSS"), non2xx=int("$VERIFY_NON2XX"), errors=int("$VERIFY_ERRORS"),
