@@ -92,15 +92,25 @@ ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
 RETURNING id, metadata, issued_by, issued_at;
 SQL
 
-pgbench_tps() { # script
+# Prints "tps p50_ms p99_ms" of one pgbench run (latencies from its per-transaction log).
+pgbench_run() { # script
+    local name=${1%.sql}
+    rm -f "$OUT/pgbench-$name-log".*
     PGOPTIONS="-c search_path=$SCHEMA" pgbench "$DATABASE_URL" -n -M prepared -c "$CONNECTIONS" -j 2 \
-        -T "$SECONDS_EACH" -f "$OUT/$1" 2>&1 | tee "$OUT/pgbench-${1%.sql}.txt" |
-        sed -nE 's/^tps = ([0-9.]+) .*/\1/p'
+        -T "$SECONDS_EACH" -f "$OUT/$1" -l --log-prefix="$OUT/pgbench-$name-log" >"$OUT/pgbench-$name.txt" 2>&1
+    local tps
+    tps=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$OUT/pgbench-$name.txt")
+    cat "$OUT/pgbench-$name-log".* | python3 -c '
+import sys
+lat = sorted(int(line.split()[2]) for line in sys.stdin)
+pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
+print(sys.argv[1], f"{pick(0.50):.2f}", f"{pick(0.99):.2f}")' "$tps"
+    rm -f "$OUT/pgbench-$name-log".*
 }
 say "pgbench SELECT by primary key ($CONNECTIONS clients, ${SECONDS_EACH}s)"
-SELECT_TPS=$(pgbench_tps select.sql)
+read -r SELECT_TPS SELECT_P50 SELECT_P99 < <(pgbench_run select.sql)
 say "pgbench INSERT ($CONNECTIONS clients, ${SECONDS_EACH}s)"
-INSERT_TPS=$(pgbench_tps insert.sql)
+read -r INSERT_TPS INSERT_P50 INSERT_P99 < <(pgbench_run insert.sql)
 
 start_task() { # service port
     if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
@@ -159,7 +169,10 @@ say "wrk on one verification task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
 IDS_FILE="$OUT/ids.txt" measure verification $((PORT_BASE + 2)) verify.lua
 read -r VERIFY_RPS VERIFY_P50 VERIFY_P99 VERIFY_RSS VERIFY_NON2XX VERIFY_ERRORS _ VERIFY_CPU VERIFY_BUSY <"$OUT/result-verification"
 say "wrk on one issuance task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
+checkpoints() { psql "$DATABASE_URL" -Atc "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
+CHECKPOINTS=$(checkpoints)
 measure issuance $((PORT_BASE + 1)) issue.lua
+CHECKPOINTS=$(($(checkpoints) - CHECKPOINTS))
 read -r ISSUE_RPS ISSUE_P50 ISSUE_P99 ISSUE_RSS ISSUE_NON2XX ISSUE_ERRORS ISSUE_REQUESTS ISSUE_CPU ISSUE_BUSY <"$OUT/result-issuance"
 
 # Every 201 must be a row: the task answered ISSUE_REQUESTS - non2xx times with 201;
@@ -180,6 +193,9 @@ r = dict(
     date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     cores=os.cpu_count(), target="${TARGET:-host}", connections=$CONNECTIONS, seconds=$SECONDS_EACH, rows=$ROWS,
     pgbench_select_tps=float("$SELECT_TPS"), pgbench_insert_tps=float("$INSERT_TPS"),
+    pgbench_select_p50_ms=float("$SELECT_P50"), pgbench_select_p99_ms=float("$SELECT_P99"),
+    pgbench_insert_p50_ms=float("$INSERT_P50"), pgbench_insert_p99_ms=float("$INSERT_P99"),
+    checkpoints_during_issuance=int("$CHECKPOINTS"),
     verify=dict(rps=float("$VERIFY_RPS"), p50_ms=float("$VERIFY_P50"), p99_ms=float("$VERIFY_P99"),
                 peak_rss_mb=float("$VERIFY_RSS"), non2xx=int("$VERIFY_NON2XX"), errors=int("$VERIFY_ERRORS"),
                 task_cpu_pct=int("$VERIFY_CPU"), machine_busy_pct=int("$VERIFY_BUSY")),
@@ -200,12 +216,13 @@ load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connection
 
 | what | per second | p50 ms | p99 ms | peak RSS MB | errors | task CPU | machine busy |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| pgbench SELECT by id | {r['pgbench_select_tps']:.0f} | | | | | | |
-| pgbench INSERT | {r['pgbench_insert_tps']:.0f} | | | | | | |
+| pgbench SELECT by id | {r['pgbench_select_tps']:.0f} | {r['pgbench_select_p50_ms']:.2f} | {r['pgbench_select_p99_ms']:.2f} | | | | |
+| pgbench INSERT | {r['pgbench_insert_tps']:.0f} | {r['pgbench_insert_p50_ms']:.2f} | {r['pgbench_insert_p99_ms']:.2f} | | | | |
 | verification task (wrk) | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['peak_rss_mb']:.1f} | {v['non2xx'] + v['errors']} | {v['task_cpu_pct']} % | {v['machine_busy_pct']} % |
 | issuance task (wrk) | {i['rps']:.0f} | {i['p50_ms']:.2f} | {i['p99_ms']:.2f} | {i['peak_rss_mb']:.1f} | {i['non2xx'] + i['errors']} | {i['task_cpu_pct']} % | {i['machine_busy_pct']} % |
 
-(CPU columns: share of the whole {r['cores']}-core machine during the wrk run.)
+(CPU columns: share of the whole {r['cores']}-core machine during the wrk run.
+Checkpoints while issuance ran: {r['checkpoints_during_issuance']}.)
 
 verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}
 issue_rps / pgbench_insert_tps  = {r['issue_ratio']:.2f}
