@@ -42,6 +42,8 @@ else
 fi
 echo "== deployment: templates, manifests and scripts"
 bash scripts/check-deploy.sh
+echo "== the image's binaries, built as the Dockerfile builds them"
+bash scripts/check-image.sh
 echo "== docker-compose.yml against the compose specification"
 need_pip_tool check-jsonschema check-jsonschema
 check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
