@@ -8,6 +8,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PROG=scripts/deploy_ecs.sh
+# shellcheck source=scripts/lib/cli.sh
+source "$ROOT/scripts/lib/cli.sh"
 
 usage() {
     cat <<'HELP'
@@ -40,50 +42,9 @@ already set in the environment win; values are never printed):
 HELP
 }
 
-die() {
-    printf '%s: error: %s\n' "$PROG" "$1" >&2
-    exit "${2:-1}"
-}
 
-# Reads KEY=VALUE lines without executing anything; keeps what the environment
-# already has. Prints only how many variables were taken, never their values.
-load_env_file() {
-    local file=$1 line key value count=0
-    [ -f "$file" ] || return 0
-    while IFS= read -r line || [ -n "$line" ]; do
-        line=${line%$'\r'}
-        [[ $line =~ ^[[:space:]]*(export[[:space:]]+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
-        key=${BASH_REMATCH[2]}
-        value=${BASH_REMATCH[3]}
-        if [[ $value =~ ^\"(.*)\"[[:space:]]*$ || $value =~ ^\'(.*)\'[[:space:]]*$ ]]; then
-            value=${BASH_REMATCH[1]}
-        fi
-        [ -n "${!key+set}" ] && continue
-        export "$key=$value"
-        count=$((count + 1))
-    done <"$file"
-    printf '%s: read %d variable(s) from %s\n' "$PROG" "$count" "$file" >&2
-}
 
-# A command line the way a shell would take it back (quoting only what needs it).
-quoted() {
-    local out="" arg
-    for arg in "$@"; do
-        if [[ $arg =~ ^[A-Za-z0-9_./:=@,+%-]+$ ]]; then
-            out+=" $arg"
-        elif [[ $arg == *"'"* && $arg != *[\"\$\`\\!]* ]]; then
-            out+=" \"$arg\""
-        else
-            out+=" '${arg//\'/\'\\\'\'}'"
-        fi
-    done
-    printf '%s' "${out# }"
-}
 
-# Prints one command, prefixed with "+ ".
-show() {
-    printf '+ %s\n' "$(quoted "$@")"
-}
 
 DRY_RUN=""
 WAIT=""
