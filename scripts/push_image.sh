@@ -65,11 +65,7 @@ for arg in "$@"; do
             ;;
     esac
 done
-[ -n "$SERVICE" ] || die "SERVICE is missing: give issuance or verification (try --help)" 2
-case "$SERVICE" in
-    issuance | verification) ;;
-    *) die "SERVICE must be issuance or verification (got '$SERVICE')" 2 ;;
-esac
+require_service "$SERVICE"
 
 load_env_file "${ENV_FILE:-$ROOT/.env}"
 

@@ -47,3 +47,12 @@ quoted() {
 show() {
     printf '+ %s\n' "$(quoted "$@")"
 }
+
+# Exits with usage status 2 unless the argument names one of the two services.
+require_service() {
+    [ -n "$1" ] || die "SERVICE is missing: give issuance or verification (try --help)" 2
+    case "$1" in
+        issuance | verification) ;;
+        *) die "SERVICE must be issuance or verification (got '$1')" 2 ;;
+    esac
+}
