@@ -67,20 +67,25 @@ install_apt() { # package
             cat "$WORK/apt.log"
     fi
 }
-# The Python tools run as modules of python3, so a pip install works even when
-# pip's script directory is not on PATH.
-python_has() { python3 -c "import $1" >/dev/null 2>&1; }
+# The Python tools live in the project's virtual environment under target/tools
+# (scripts/lib/tools.sh), never in the system's Python, and run as its modules.
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
+PY="$KC_TOOLS_VENV/bin/python"
+python_has() { [ -x "$PY" ] && "$PY" -c "import $1" >/dev/null 2>&1; }
 install_pip() { # module package
     python_has "$1" && return 0
-    printf '[check-deploy] installing %s (python3 -m pip install --quiet %s)\n' "$2" "$2"
-    python3 -m pip install --quiet --disable-pip-version-check "$2" >"$WORK/pip.log" 2>&1 || cat "$WORK/pip.log"
+    printf '[check-deploy] installing %s into %s\n' "$2" "$KC_TOOLS_VENV"
+    if tools_venv; then
+        "$PY" -m pip install --quiet --disable-pip-version-check "$2" >"$WORK/pip.log" 2>&1 || cat "$WORK/pip.log"
+    fi
     python_has "$1"
 }
 cfn_lint() {
-    python3 -c 'import sys; from cfnlint.runner import main; sys.argv[0] = "cfn-lint"; sys.exit(main())' "$@"
+    "$PY" -c 'import sys; from cfnlint.runner import main; sys.argv[0] = "cfn-lint"; sys.exit(main())' "$@"
 }
 kubernetes_validate() {
-    python3 -m kubernetes_validate "$@"
+    "$PY" -m kubernetes_validate "$@"
 }
 
 # --- (a) shellcheck ------------------------------------------------------------
@@ -180,7 +185,7 @@ for p in problems:
 sys.exit(1 if problems else 0)
 PY
 else
-    fail "cfn-lint is not installed and could not be (python3 -m pip install cfn-lint)" "$WORK/pip.log"
+    fail "cfn-lint is not installed and could not be (into target/tools)" "$WORK/pip.log"
 fi
 
 # --- (c) Kubernetes --------------------------------------------------------------
@@ -194,7 +199,7 @@ if install_pip kubernetes_validate kubernetes-validate; then
         check "kubernetes-validate $f" kubernetes_validate --strict -k "$K8S_VERSION" --quiet "$f"
     done
 else
-    fail "kubernetes-validate is not installed and could not be (python3 -m pip install kubernetes-validate)" "$WORK/pip.log"
+    fail "kubernetes-validate is not installed and could not be (into target/tools)" "$WORK/pip.log"
 fi
 check "kustomization.yaml lists every manifest, and each exists" python3 - "${MANIFESTS[@]}" <<'PY'
 import sys, yaml

@@ -27,8 +27,17 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
     fi
 fi
 
-echo "== cargo build --release --locked --target $TARGET (as the Dockerfile's builder stage)"
-cargo build --release --locked --quiet --target "$TARGET" --bin issuance --bin verification
+# The build context the Dockerfile sees: exactly the paths its COPY lines name
+# (so a file the build needs but the Dockerfile forgets fails here too).
+CONTEXT=$(mktemp -d)
+trap 'rm -rf "$CONTEXT"' EXIT
+while read -r src; do
+    mkdir -p "$CONTEXT/$(dirname "$src")"
+    cp -rT "$src" "$CONTEXT/$src"
+done < <(awk '/^COPY / && !/--from/ { for (i = 2; i < NF; i++) print $i }' Dockerfile)
+echo "== cargo build --release --locked --target $TARGET in the Dockerfile's build context"
+TARGET_DIR=$PWD/target
+(cd "$CONTEXT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build --release --locked --quiet --target "$TARGET" --bin issuance --bin verification)
 BIN=target/$TARGET/release
 VERSION=$(sed -nE '/^\[workspace.package\]/,/^\[/ s/^version = "(.*)"/\1/p' Cargo.toml)
 

@@ -6,16 +6,22 @@
 
 KC_TOOLS_VENV="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/target/tools"
 
+# Makes sure the tools' virtual environment exists; its python is $KC_TOOLS_VENV/bin/python.
+tools_venv() {
+    [ -x "$KC_TOOLS_VENV/bin/pip" ] && return 0
+    python3 -m venv "$KC_TOOLS_VENV" >&2 || {
+        printf '[tools] python3 cannot make a virtual environment; install python3-venv (apt-get install python3-venv)\n' >&2
+        return 1
+    }
+}
+
 need_pip_tool() { # command package
     if [ -x "$KC_TOOLS_VENV/bin/$1" ]; then
         PATH="$KC_TOOLS_VENV/bin:$PATH"
     fi
     command -v "$1" >/dev/null 2>&1 && return 0
     printf '[tools] installing %s from PyPI into %s\n' "$2" "$KC_TOOLS_VENV" >&2
-    if [ ! -x "$KC_TOOLS_VENV/bin/pip" ] && ! python3 -m venv "$KC_TOOLS_VENV" >&2; then
-        printf '[tools] python3 cannot make a virtual environment; install python3-venv (apt-get install python3-venv)\n' >&2
-        return 1
-    fi
+    tools_venv || return 1
     "$KC_TOOLS_VENV/bin/pip" install --quiet --disable-pip-version-check "$2" >&2 || {
         printf '[tools] could not install %s from PyPI\n' "$2" >&2
         return 1
