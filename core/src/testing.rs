@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The database the tests use.
@@ -52,11 +51,6 @@ impl TestDb {
             .await
             .expect("cannot create a test schema");
         Arc::new(TestDb { base, schema })
-    }
-
-    /// The schema's name.
-    pub fn schema(&self) -> &str {
-        &self.schema
     }
 
     /// A URL whose connections see only this schema.
@@ -136,8 +130,8 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     /// Its `WORKER_ID`.
     pub worker_id: String,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// The serving task, aborted on drop (SIGTERM is tested on the real binary).
+    task: JoinHandle<()>,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -173,16 +167,12 @@ pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestA
         .await
         .expect("bind an ephemeral port");
     let addr = listener.local_addr().expect("local address");
-    let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(serve::<E>(config, listener, async {
-        let _ = rx.await;
-    }));
+    let task = tokio::spawn(serve::<E>(config, listener, std::future::pending()));
     TestApp {
         addr,
         db,
         worker_id,
-        shutdown: Some(tx),
-        task: Some(task),
+        task,
         client: Client::builder(TokioExecutor::new()).build_http(),
     }
 }
@@ -287,21 +277,11 @@ impl TestApp {
         }
         panic!("service at {} did not become healthy", self.addr);
     }
-
-    /// Begins graceful shutdown and returns the task serving until it completes.
-    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.take().expect("already shut down")
-    }
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 

@@ -152,12 +152,6 @@ impl<S: Statements> Pool<S> {
         };
         matches!(tokio::time::timeout(budget, check).await, Ok(Some(_)))
     }
-
-    /// Connections open and idle right now.
-    pub fn state(&self) -> (u32, u32) {
-        let s = self.inner.state();
-        (s.connections, s.idle_connections)
-    }
 }
 
 /// What went wrong talking to the database. Plain text inside, so one error can
