@@ -111,9 +111,7 @@ impl Config {
                         .map_err(|_| "must be an IP address such as 0.0.0.0 or 127.0.0.1".into())
                 },
             )?,
-            worker_id: get("WORKER_ID")
-                .map(|v| v.trim().to_owned())
-                .unwrap_or_else(hostname),
+            worker_id: parse_with(&get, "WORKER_ID", hostname, |v| worker_id(v.trim()))?,
             log_level: get("LOG_LEVEL").unwrap_or_else(|| "info".into()),
             log_format: parse_with(
                 &get,
@@ -307,6 +305,20 @@ fn parse_bool(v: String) -> Result<bool, String> {
     }
 }
 
+/// Longest worker id: the `issued_by` column is `VARCHAR(255)`.
+pub const WORKER_ID_MAX: usize = 255;
+
+/// A worker id goes into the `X-Worker-Id` header and the `issued_by` column:
+/// refuse at start-up what either cannot hold, or every issuance would fail later.
+fn worker_id(v: &str) -> Result<String, String> {
+    if v.len() > WORKER_ID_MAX || !v.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "must be 1 to {WORKER_ID_MAX} visible ASCII characters (it is sent in the X-Worker-Id header and stored in issued_by, VARCHAR({WORKER_ID_MAX}))"
+        ));
+    }
+    Ok(v.to_owned())
+}
+
 /// The machine's hostname; on ECS/Fargate e.g. `ip-10-0-1-123.ec2.internal`.
 fn hostname() -> String {
     let name = gethostname::gethostname().to_string_lossy().trim().to_owned();
@@ -408,6 +420,27 @@ mod tests {
         assert_eq!(c.worker_id, "issuance-1");
         let c = config(&[("DATABASE_URL", "postgres://localhost/test"), ("WORKER_ID", "")]).unwrap();
         assert_eq!(c.worker_id, hostname());
+    }
+
+    #[test]
+    fn a_worker_id_the_issued_by_column_or_a_header_cannot_hold_is_refused() {
+        let url = ("DATABASE_URL", "postgres://localhost/test");
+        let longest = "w".repeat(WORKER_ID_MAX);
+        assert_eq!(
+            config(&[url, ("WORKER_ID", &longest)]).unwrap().worker_id,
+            longest
+        );
+        for bad in [
+            "w".repeat(WORKER_ID_MAX + 1),
+            "issuance 1".into(),
+            "tâche-1".into(),
+        ] {
+            let err = config(&[url, ("WORKER_ID", &bad)])
+                .err()
+                .unwrap_or_else(|| panic!("WORKER_ID={bad:?} accepted"));
+            assert_eq!(err.variable, "WORKER_ID");
+            assert!(err.reason.contains("255"), "{err}");
+        }
     }
 
     #[test]
