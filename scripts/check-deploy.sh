@@ -114,7 +114,7 @@ if install_pip cfnlint cfn-lint; then
     done
     # What cfn-lint cannot see across files: every Fn::ImportValue is exported
     # by a stack created before, and the numbers that must agree do.
-    check "stacks chain: each import is exported by an earlier stack" python3 - "${STACKS[@]}" <<'PY'
+    check "stacks chain: each import is exported by an earlier stack" "$PY" - "${STACKS[@]}" <<'PY'
 import json, re, sys
 from cfnlint.decode import decode_str
 
@@ -201,7 +201,9 @@ if install_pip kubernetes_validate kubernetes-validate; then
 else
     fail "kubernetes-validate is not installed and could not be (into target/tools)" "$WORK/pip.log"
 fi
-check "kustomization.yaml lists every manifest, and each exists" python3 - "${MANIFESTS[@]}" <<'PY'
+# The two checks below read YAML with the venv's PyYAML (cfn-lint brings it too).
+install_pip yaml pyyaml || fail "PyYAML is not installed and could not be (into target/tools)" "$WORK/pip.log"
+check "kustomization.yaml lists every manifest, and each exists" "$PY" - "${MANIFESTS[@]}" <<'PY'
 import sys, yaml
 k = yaml.safe_load(open("deploy/k8s/kustomization.yaml"))
 listed = {"deploy/k8s/" + r for r in k["resources"]}
@@ -212,7 +214,7 @@ for r in sorted(present - listed):
     print(f"not listed: {r}")
 sys.exit(1 if listed != present else 0)
 PY
-check "manifests: probes, preStop sleep, grace period, security context" python3 - <<'PY'
+check "manifests: probes, preStop sleep, grace period, security context" "$PY" - <<'PY'
 import sys, yaml
 cm = yaml.safe_load(open("deploy/k8s/configmap.yaml"))["data"]
 grace = int(cm["SHUTDOWN_GRACE_SECONDS"])

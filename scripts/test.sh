@@ -41,7 +41,9 @@ else
     echo "shellcheck not installed; skipped (apt-get install shellcheck)"
 fi
 echo "== deployment: templates, manifests and scripts"
-bash scripts/check-deploy.sh
+# With a python3 that sees no site-packages: whatever the checks import must come
+# from the venv they install into, or a fresh CI machine fails where this one passes.
+PATH="$(bare_python_dir):$PATH" bash scripts/check-deploy.sh
 echo "== the image's binaries, built as the Dockerfile builds them"
 bash scripts/check-image.sh
 echo "== docker-compose.yml against the compose specification"

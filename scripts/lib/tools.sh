@@ -29,3 +29,15 @@ need_pip_tool() { # command package
     PATH="$KC_TOOLS_VENV/bin:$PATH"
     hash -r
 }
+
+# Prints a directory holding a `python3` that sees no site-packages: put it first
+# in PATH to run a script as on a fresh machine, where the system's Python has
+# none of the tools installed (they must come from the venv).
+bare_python_dir() {
+    local dir="$KC_TOOLS_VENV/../bare-python" real
+    real=$(python3 -c 'import os, sys; print(os.path.realpath(sys.executable))') || return 1
+    mkdir -p "$dir"
+    printf '#!/bin/sh\nexec "%s" -S "$@"\n' "$real" >"$dir/python3"
+    chmod +x "$dir/python3"
+    (cd "$dir" && pwd)
+}
