@@ -74,6 +74,11 @@ impl TestDb {
         )
     }
 
+    /// The schema's name.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
     /// How many credentials are stored.
     pub async fn count_credentials(&self) -> i64 {
         let row = self
@@ -99,8 +104,8 @@ impl Drop for TestDb {
                 return;
             };
             rt.block_on(async {
-                if let Ok((client, conn)) = tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
-                    tokio::spawn(conn);
+                // Over TLS when the URL asks for it, as the schema was made.
+                if let Ok(client) = try_connect(&base).await {
                     let _ = client
                         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
                         .await;
@@ -112,12 +117,16 @@ impl Drop for TestDb {
 }
 
 /// Connects like the services do (so TLS modes in the URL work).
-async fn connect(url: &str) -> tokio_postgres::Client {
-    let config =
-        Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.to_owned())).expect("test database URL");
-    crate::db::connect_once(&config)
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    try_connect(url)
         .await
         .unwrap_or_else(|e| panic!("cannot reach the test database (set TEST_DATABASE_URL): {e}"))
+}
+
+async fn try_connect(url: &str) -> Result<tokio_postgres::Client, crate::db::DbError> {
+    let config =
+        Config::from_lookup(|k| (k == "DATABASE_URL").then(|| url.to_owned())).expect("test database URL");
+    crate::db::connect_once(&config).await
 }
 
 static WORKERS: AtomicUsize = AtomicUsize::new(1);
