@@ -3,7 +3,7 @@
 //! are never changed).
 
 use issuance::Issuance;
-use kc_core::testing::{start, PrivatePostgres, TestDb};
+use kc_core::testing::{connect, start, PrivatePostgres, TestDb};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;
@@ -124,6 +124,11 @@ async fn require_and_verify_full_connect_over_tls_and_disable_does_not() {
     let db = TestDb::new_on(&format!("{}?sslmode=require", server.url())).await;
     let url = db.url();
     let (ca, other_ca) = (pki.path("ca.pem"), pki.path("other-ca.pem"));
+    // Migrated beforehand and not by the tasks: a 503 below can only mean that the
+    // database could not be reached, never "not migrated yet".
+    kc_core::migrate::run(&mut db.client().await)
+        .await
+        .expect("migrate over TLS");
 
     let cases: [(&[(&str, &str)], bool); 5] = [
         (&[("DB_SSLMODE", "require")], true),
@@ -138,7 +143,11 @@ async fn require_and_verify_full_connect_over_tls_and_disable_does_not() {
         (&[("DB_SSLMODE", "disable")], false),
     ];
     for (n, (vars, works)) in cases.into_iter().enumerate() {
-        let mut env = vec![("DATABASE_URL", url.as_str()), ("DB_CONNECT_TIMEOUT_MS", "1500")];
+        let mut env = vec![
+            ("DATABASE_URL", url.as_str()),
+            ("DB_CONNECT_TIMEOUT_MS", "1500"),
+            ("RUN_MIGRATIONS", "false"),
+        ];
         env.extend_from_slice(vars);
         let app = start::<Issuance>(db.clone(), &env).await;
         let body = json!({ "name": format!("TLS {n}"), "email": "tls@example.com", "credentialType": "t" });
@@ -156,6 +165,16 @@ async fn require_and_verify_full_connect_over_tls_and_disable_does_not() {
         }
     }
     assert_eq!(db.count_credentials().await, 3);
+
+    // The schema is dropped over TLS too, or it would leak on this server.
+    let schema = db.schema().to_owned();
+    drop(db);
+    let left = connect(&format!("{}?sslmode=require", server.url()))
+        .await
+        .query_one("SELECT count(*) FROM pg_namespace WHERE nspname = $1", &[&schema])
+        .await
+        .expect("look for the schema");
+    assert_eq!(left.get::<_, i64>(0), 0, "test schema {schema} was not dropped");
 }
 
 #[tokio::test]
@@ -174,12 +193,14 @@ async fn verify_full_checks_the_host_name() {
     )
     .await;
     app.wait_healthy().await;
+    // The control migrated the schema: "down" below can only mean the connection failed.
     let app = start::<Issuance>(
         db.clone(),
         &[
             ("DATABASE_URL", &url),
             ("DB_SSLMODE", "verify-full"),
             ("DB_SSLROOTCERT", &ca),
+            ("RUN_MIGRATIONS", "false"),
             timeout,
         ],
     )
