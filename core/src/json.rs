@@ -20,6 +20,11 @@ pub enum BodyError {
     TooDeep,
     /// Valid JSON, but an array, string, number, boolean or null.
     NotAnObject,
+    /// Valid JSON with a number beyond what a 64-bit float holds (about ±1.8e308).
+    NumberTooLarge,
+    /// The parser refused the number at this byte offset: malformed, or too
+    /// large; [`BodyError::explain`] tells which from the body's original text.
+    BadNumber(usize),
 }
 
 impl BodyError {
@@ -27,9 +32,24 @@ impl BodyError {
     pub fn message(&self) -> &'static str {
         match self {
             BodyError::Empty => "request body is empty; send a JSON object",
-            BodyError::Malformed => "request body is not valid JSON",
+            BodyError::Malformed | BodyError::BadNumber(_) => "request body is not valid JSON",
             BodyError::TooDeep => "request body is nested too deeply",
             BodyError::NotAnObject => "request body must be a JSON object",
+            BodyError::NumberTooLarge => "request body has a number beyond ±1.7976931348623157e308",
+        }
+    }
+}
+
+impl BodyError {
+    /// Tells a number the parser cannot hold from a malformed one, by reading
+    /// `raw`, the body as received (the parser may have rewritten its own copy).
+    pub fn explain(self, raw: &[u8]) -> BodyError {
+        match self {
+            BodyError::BadNumber(at) if number_at(raw, at).is_some_and(is_number_literal) => {
+                BodyError::NumberTooLarge
+            }
+            BodyError::BadNumber(_) => BodyError::Malformed,
+            other => other,
         }
     }
 }
@@ -42,13 +62,12 @@ pub fn parse_object(buf: &mut [u8]) -> Result<BorrowedValue<'_>, BodyError> {
         return Err(BodyError::Empty);
     }
     let mut buffers = simd_json::Buffers::with_max_depth(buf.len(), MAX_BODY_DEPTH);
-    let value = simd_json::to_borrowed_value_with_buffers(buf, &mut buffers).map_err(|e| {
-        if matches!(e.error(), simd_json::ErrorType::DepthLimitExceeded) {
-            BodyError::TooDeep
-        } else {
-            BodyError::Malformed
-        }
-    })?;
+    let value =
+        simd_json::to_borrowed_value_with_buffers(buf, &mut buffers).map_err(|e| match e.error() {
+            simd_json::ErrorType::DepthLimitExceeded => BodyError::TooDeep,
+            simd_json::ErrorType::InvalidNumber => BodyError::BadNumber(e.index()),
+            _ => BodyError::Malformed,
+        })?;
     match value {
         BorrowedValue::Object(_) => Ok(value),
         _ => Err(BodyError::NotAnObject),
@@ -162,6 +181,73 @@ fn skip_value(raw: &[u8], i: usize) -> Option<usize> {
             Some(j)
         }
     }
+}
+
+/// The number tokens of `raw`, which must be valid JSON, in order: the text of
+/// each number outside strings, as the client wrote it.
+pub fn numbers(raw: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        while i < raw.len() {
+            match raw[i] {
+                b'"' => i = skip_string(raw, i).unwrap_or(raw.len()),
+                b'-' | b'0'..=b'9' => {
+                    let start = i;
+                    i = skip_value(raw, i).unwrap_or(raw.len());
+                    return Some(&raw[start..i]);
+                }
+                _ => i += 1,
+            }
+        }
+        None
+    })
+}
+
+/// The token that starts at or just before `at` (the parser's error index may
+/// point at the number's start or into it), when it looks like a number.
+fn number_at(raw: &[u8], at: usize) -> Option<&[u8]> {
+    let in_number = |b: &u8| matches!(b, b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9');
+    let mut start = at.min(raw.len());
+    while start > 0 && in_number(&raw[start - 1]) {
+        start -= 1;
+    }
+    let len = raw[start..].iter().take_while(|b| in_number(b)).count();
+    (len > 0).then(|| &raw[start..start + len])
+}
+
+/// Whether `t` is a number by JSON's grammar: `-? (0 | [1-9][0-9]*) (. [0-9]+)? ([eE] [+-]? [0-9]+)?`.
+pub fn is_number_literal(t: &[u8]) -> bool {
+    let digits = |from: usize| {
+        t[from.min(t.len())..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count()
+    };
+    let mut i = usize::from(t.first() == Some(&b'-'));
+    match t.get(i) {
+        Some(b'0') => i += 1,
+        Some(b'1'..=b'9') => i += digits(i),
+        _ => return false,
+    }
+    if t.get(i) == Some(&b'.') {
+        let n = digits(i + 1);
+        if n == 0 {
+            return false;
+        }
+        i += 1 + n;
+    }
+    if matches!(t.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(t.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        let n = digits(i);
+        if n == 0 {
+            return false;
+        }
+        i += n;
+    }
+    i == t.len()
 }
 
 /// Appends `s` to `out` as a JSON string literal, quotes included.
@@ -309,7 +395,9 @@ mod tests {
 
     fn parse(s: &str) -> Result<String, BodyError> {
         let mut buf = s.as_bytes().to_vec();
-        parse_object(&mut buf).map(|v| v.encode())
+        parse_object(&mut buf)
+            .map(|v| v.encode())
+            .map_err(|e| e.explain(s.as_bytes()))
     }
 
     #[test]
@@ -323,6 +411,42 @@ mod tests {
         assert_eq!(parse("\"x\""), Err(BodyError::NotAnObject));
         assert_eq!(parse("null"), Err(BodyError::NotAnObject));
         assert_eq!(parse("{\"a\":\"\\ud800\"}"), Err(BodyError::Malformed));
+    }
+
+    #[test]
+    fn numbers_beyond_a_double_are_told_apart_from_malformed_json() {
+        assert_eq!(parse(r#"{"a":1e400}"#), Err(BodyError::NumberTooLarge));
+        assert_eq!(parse(r#"{"a":[1, -1.8e308]}"#), Err(BodyError::NumberTooLarge));
+        assert_eq!(parse(r#"{"a":1e308}"#).map(|_| ()), Ok(()));
+        for bad in [
+            r#"{"a":1e}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":-}"#,
+            r#"{"a":1e5"#,
+        ] {
+            assert_eq!(parse(bad), Err(BodyError::Malformed), "{bad}");
+        }
+    }
+
+    #[test]
+    fn number_literals_follow_the_json_grammar() {
+        for good in ["0", "-0", "12", "-1.50", "1e5", "1E+5", "0.1e-400000", "9e131071"] {
+            assert!(is_number_literal(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "", "-", "01", "1.", ".5", "+1", "1e", "1e+", "1.2.3", "1e5e5", "0x1", "--1",
+        ] {
+            assert!(!is_number_literal(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn finds_every_number_outside_strings() {
+        let raw = br#"{"a": -1.5e3, "b": "12 \" 34", "c": [0, {"d": 7}], "e1": true, "f": 1E+2}"#;
+        let found: Vec<&[u8]> = numbers(raw).collect();
+        assert_eq!(found, [&b"-1.5e3"[..], b"0", b"7", b"1E+2"]);
+        assert_eq!(numbers(br#"{"a":"1"}"#).count(), 0);
     }
 
     #[test]

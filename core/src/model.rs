@@ -58,7 +58,7 @@ impl<'a> NewCredential<'a> {
     /// is a copy of it that simd-json may rewrite in place, and that the returned
     /// strings borrow from.
     pub fn parse(raw: &'a [u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
-        let value = json::parse_object(scratch)?;
+        let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
         let mut errors = Vec::new();
         let mut body = Members::new(value, &mut errors);
 
@@ -91,12 +91,19 @@ impl<'a> NewCredential<'a> {
                     // Hand PostgreSQL the metadata as the client wrote it, so numbers keep
                     // every digit. (simd-json checked it is UTF-8; re-encoding is a fallback
                     // that cannot be reached.)
-                    match spans
+                    let text = match spans
                         .first()
                         .and_then(|span| std::str::from_utf8(&raw[span.clone()]).ok())
                     {
-                        Some(text) => Some(Cow::Borrowed(text)),
-                        None => Some(Cow::Owned(value.encode())),
+                        Some(text) => Cow::Borrowed(text),
+                        None => Cow::Owned(value.encode()),
+                    };
+                    // A number jsonb cannot store would fail the whole batch it rides in.
+                    if json::numbers(text.as_bytes()).all(numeric_fits) {
+                        Some(text)
+                    } else {
+                        errors.push(FieldError::new("metadata", NUMBER_OUT_OF_RANGE));
+                        None
                     }
                 }
             }
@@ -393,6 +400,66 @@ fn contains_nul(v: &BorrowedValue<'_>) -> bool {
     }
 }
 
+/// The message for a metadata number PostgreSQL cannot store.
+const NUMBER_OUT_OF_RANGE: &str =
+    "has a number PostgreSQL cannot store: at most 16383 digits after the decimal point, and less than 1e131072 in magnitude";
+
+/// Most digits after the decimal point a `numeric` keeps (`NUMERIC_DSCALE_MAX`).
+const NUMERIC_MAX_SCALE: i64 = 16383;
+/// A `numeric` is less than 10^this in magnitude (`NUMERIC_WEIGHT_MAX`, 32767
+/// base-10000 digits, is 131068 decimal digits before the point, plus the 4 of the first).
+const NUMERIC_MAX_DIGITS_BEFORE_POINT: i64 = 131_072;
+/// PostgreSQL refuses an exponent this large in either direction, even on zero (`INT_MAX / 2`).
+const NUMERIC_MAX_EXPONENT: i64 = 1_073_741_823;
+
+/// Whether PostgreSQL's `numeric`, which `jsonb` stores numbers as, takes the JSON
+/// number literal `t` (see `set_var_from_str` and `make_result` in its numeric.c).
+/// Checked against a real server in issuance's tests/poison.rs.
+fn numeric_fits(t: &[u8]) -> bool {
+    let t = t.strip_prefix(b"-").unwrap_or(t);
+    let (mantissa, exponent) = match t.iter().position(|b| matches!(b, b'e' | b'E')) {
+        Some(e) => (&t[..e], &t[e + 1..]),
+        None => (t, &b""[..]),
+    };
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(dot) => (&mantissa[..dot], &mantissa[dot + 1..]),
+        None => (mantissa, &b""[..]),
+    };
+    // Saturating: a thousand-digit exponent is simply "too large".
+    let exponent = {
+        let (negative, digits) = match exponent.split_first() {
+            Some((b'-', d)) => (true, d),
+            Some((b'+', d)) => (false, d),
+            _ => (false, exponent),
+        };
+        let magnitude = digits.iter().fold(0i64, |n, d| {
+            n.saturating_mul(10)
+                .saturating_add(i64::from(d.saturating_sub(b'0')))
+        });
+        if negative {
+            -magnitude
+        } else {
+            magnitude
+        }
+    };
+    if exponent.abs() >= NUMERIC_MAX_EXPONENT {
+        return false;
+    }
+    let frac_digits = i64::try_from(frac.len()).unwrap_or(i64::MAX);
+    if frac_digits.saturating_sub(exponent) > NUMERIC_MAX_SCALE {
+        return false;
+    }
+    // The power of ten of the leading significant digit; zero has none.
+    let leading = if let Some(k) = int.iter().position(|&b| b != b'0') {
+        i64::try_from(int.len() - 1 - k).unwrap_or(i64::MAX)
+    } else if let Some(j) = frac.iter().position(|&b| b != b'0') {
+        -i64::try_from(j + 1).unwrap_or(i64::MAX)
+    } else {
+        return true;
+    };
+    leading.saturating_add(exponent) < NUMERIC_MAX_DIGITS_BEFORE_POINT
+}
+
 /// Nesting depth: 0 for a scalar, 1 for an object or array of scalars, and so on.
 fn depth(v: &BorrowedValue<'_>) -> usize {
     match v {
@@ -468,6 +535,68 @@ mod tests {
                 .as_deref(),
             Some(r#"{"k":1}"#)
         );
+    }
+
+    #[test]
+    fn metadata_numbers_must_fit_postgresql_numeric() {
+        let with = |n: &str| {
+            issue(&format!(
+                r#"{{"name":"a","email":"a@b.co","credentialType":"t","metadata":{{"x":[1,{{"y":{n}}}]}}}}"#
+            ))
+        };
+        // (Beyond a double, the parser refuses a number first: see below.)
+        for fits in [
+            "0.1e-300",
+            "1e-16383",
+            "0e131072",
+            "-1.5e300",
+            "100e-16381",
+            "1e308",
+            "1",
+        ] {
+            assert!(with(fits).is_ok(), "{fits}");
+        }
+        for poison in [
+            "0.1e-400000",
+            "1.0e-16383",
+            "0.0e-16383",
+            "1e-1073741823",
+            "0e1073741823",
+        ] {
+            assert_eq!(
+                with(poison).unwrap_err(),
+                [("metadata".to_owned(), NUMBER_OUT_OF_RANGE)],
+                "{poison}"
+            );
+        }
+        // Parsed as a double it would be infinite: refused, and said so.
+        assert_eq!(
+            with("1e400").unwrap_err(),
+            [(
+                "body".to_owned(),
+                "request body has a number beyond ±1.7976931348623157e308"
+            )]
+        );
+        // A number-like string is not a number.
+        assert!(with(r#""1e-99999""#).is_ok());
+    }
+
+    #[test]
+    fn numeric_limits_match_postgresql_at_their_edges() {
+        for (literal, fits) in [
+            ("1e131071", true),
+            ("1e131072", false),
+            ("0.01e131073", true),
+            ("0.01e131074", false),
+            ("0e-16383", true),
+            ("0e-16384", false),
+            ("0.000e-16381", false),
+            ("1e-1073741822", false),
+            ("1e99999999999999999999999", false),
+            ("-0", true),
+        ] {
+            assert_eq!(numeric_fits(literal.as_bytes()), fits, "{literal}");
+        }
     }
 
     #[test]
