@@ -77,21 +77,33 @@ impl<E: Endpoint> Shared<E> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(hyper::header::ORIGIN).cloned();
-        let reply = match self.route(&request_id, req).await {
-            Ok(reply) => reply,
-            Err(e) => e.into_reply(E::OUTCOME_KEY, &request_id),
+        let (reply, shed) = match self.route(&request_id, req).await {
+            Ok(reply) => (reply, None),
+            Err(e) => {
+                let shed = e.shed();
+                (e.into_reply(E::OUTCOME_KEY, &request_id), shed)
+            }
         };
         let status = reply.status.as_u16();
         let response = self.headers.respond(reply, &request_id, origin.as_ref());
-        log::info!(
-            target: "access",
-            request_id = request_id.as_str(),
-            method = method.as_str(),
-            path = path.as_str(),
-            status = status,
-            duration_ms = (started.elapsed().as_micros() as f64) / 1000.0;
-            "request"
-        );
+        macro_rules! access {
+            ($($extra:tt)*) => {
+                log::info!(
+                    target: "access",
+                    request_id = request_id.as_str(),
+                    method = method.as_str(),
+                    path = path.as_str(),
+                    status = status,
+                    duration_ms = (started.elapsed().as_micros() as f64) / 1000.0
+                    $($extra)*;
+                    "request"
+                )
+            };
+        }
+        match shed {
+            None => access!(),
+            Some(why) => access!(, shed = why.as_str()),
+        }
         response
     }
 
@@ -116,14 +128,10 @@ impl<E: Endpoint> Shared<E> {
                 self.endpoint.handle(&ctx, body).await
             }
             Route::Live => Ok(self.status(None, false).reply()),
-            Route::Health => Ok(self.status(Some(self.database_up().await), false).reply()),
+            Route::Health => Ok(self.status(Some(self.database_up()), false).reply()),
             Route::Ready => {
                 let draining = self.draining.load(Ordering::Acquire);
-                let up = if draining {
-                    None
-                } else {
-                    Some(self.database_up().await)
-                };
+                let up = (!draining).then(|| self.database_up());
                 Ok(self.status(up, draining).reply())
             }
             Route::Preflight(allow) => Ok(Reply {
@@ -135,8 +143,9 @@ impl<E: Endpoint> Shared<E> {
         }
     }
 
-    async fn database_up(&self) -> bool {
-        self.schema_ready.load(Ordering::Acquire) && self.pool.ping(health::DB_BUDGET).await
+    /// From the monitor's last probe: a health check never waits for the database.
+    fn database_up(&self) -> bool {
+        self.schema_ready.load(Ordering::Acquire) && self.pool.monitor().is_up()
     }
 
     fn status(&self, database_up: Option<bool>, draining: bool) -> health::Status<'_> {
@@ -212,6 +221,7 @@ pub async fn serve<E: Endpoint>(config: Config, listener: TcpListener, shutdown:
         header: shared.config.header_timeout,
         keep_alive: shared.config.keep_alive,
         grace: shared.config.shutdown_grace,
+        max_connections: shared.config.max_connections,
     };
     let on_shutdown = {
         let shared = shared.clone();

@@ -35,8 +35,19 @@ pub struct Config {
     pub db_batch_lanes: usize,
     /// `DB_BATCH_MAX`: requests one coalesced statement may carry (default 256).
     pub db_batch_max: usize,
-    /// `DB_STATEMENT_TIMEOUT_MS`: how long one statement may take before the request gets 503 (default 5000).
+    /// `DB_STATEMENT_TIMEOUT_MS`: how long one statement may take before the request gets 503
+    /// (default 5000); also set as the server's `statement_timeout`, and passed to writes as
+    /// the deadline after which they store nothing.
     pub db_statement_timeout: Duration,
+    /// `DB_QUEUE_MAX`: requests that may wait for a statement; one more gets 503 at once
+    /// (default 256: one full statement waiting behind the one in flight).
+    pub db_queue_max: usize,
+    /// `DB_QUEUE_TIMEOUT_MS`: how long a request may wait for its statement to start before it
+    /// gets 503 (default 250).
+    pub db_queue_timeout: Duration,
+    /// `MAX_CONNECTIONS`: open client connections; past it the task stops accepting and the
+    /// kernel's backlog holds new ones (default 1024).
+    pub max_connections: usize,
     /// `MAX_BODY_BYTES`: larger request bodies get 413 (default 65536).
     pub max_body_bytes: usize,
     /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may finish after SIGTERM (default 20).
@@ -138,6 +149,9 @@ impl Config {
             db_statement_timeout: millis(&get, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
             db_batch_lanes: parse(&get, "DB_BATCH_LANES", 1usize, 1..=64)?,
             db_batch_max: parse(&get, "DB_BATCH_MAX", 256usize, 1..=10_000)?,
+            db_queue_max: parse(&get, "DB_QUEUE_MAX", 256usize, 1..=100_000)?,
+            db_queue_timeout: millis(&get, "DB_QUEUE_TIMEOUT_MS", 250)?,
+            max_connections: parse(&get, "MAX_CONNECTIONS", 1024usize, 1..=1_000_000)?,
             max_body_bytes: parse(&get, "MAX_BODY_BYTES", 65536usize, 2..=64 * 1024 * 1024)?,
             shutdown_grace: Duration::from_secs(parse(&get, "SHUTDOWN_GRACE_SECONDS", 20u64, 0..=3600)?),
             cors: parse_with(
@@ -396,6 +410,9 @@ mod tests {
             ("RUN_MIGRATIONS", "maybe"),
             ("BIND_ADDR", "everywhere"),
             ("SHUTDOWN_GRACE_SECONDS", "soon"),
+            ("DB_QUEUE_MAX", "0"),
+            ("DB_QUEUE_TIMEOUT_MS", "0"),
+            ("MAX_CONNECTIONS", "none"),
         ] {
             let err = config(&[base, (var, value)])
                 .err()

@@ -1,6 +1,6 @@
 //! The errors a request can end in, and the one place they become HTTP responses.
 
-use crate::db::DbError;
+use crate::db::{DbError, Shed};
 use crate::json;
 use crate::model::{FieldError, Invalid};
 use hyper::StatusCode;
@@ -24,6 +24,9 @@ pub enum ApiError {
     Refused(String),
     /// A dependency (the database) is unavailable; the reason is logged, not shown (503).
     Unavailable(String),
+    /// Shed by admission control, never sent to the database (503); the reason
+    /// goes into the request's access log line.
+    Shed(Shed),
     /// A bug; the reason is logged, not shown (500).
     Internal(String),
 }
@@ -37,7 +40,8 @@ impl From<Invalid> for ApiError {
 impl From<DbError> for ApiError {
     fn from(e: DbError) -> Self {
         match e {
-            DbError::Unavailable(why) => ApiError::Unavailable(why),
+            DbError::Shed(why) => ApiError::Shed(why),
+            DbError::Down(why) | DbError::Unavailable(why) => ApiError::Unavailable(why),
             DbError::BadValue(why) => ApiError::Refused(why),
             DbError::Other(why) => ApiError::Internal(why),
         }
@@ -71,6 +75,14 @@ impl Reply {
 }
 
 impl ApiError {
+    /// Why the request was shed, if it was.
+    pub fn shed(&self) -> Option<Shed> {
+        match self {
+            ApiError::Shed(why) => Some(*why),
+            _ => None,
+        }
+    }
+
     /// Turns the error into a reply. `outcome_key` is how this service names its
     /// boolean outcome in validation errors (`success` or `valid`). Dependency
     /// failures and bugs are logged here, with the request id, and never shown.
@@ -82,6 +94,11 @@ impl ApiError {
                     o.bool("success", false).str("message", message);
                 }),
             )
+        };
+        let unavailable = || {
+            let mut reply = simple(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable");
+            reply.retry_after = Some(1);
+            reply
         };
         match self {
             ApiError::Invalid(Invalid(errors)) => Reply::json(
@@ -125,10 +142,11 @@ impl ApiError {
             ),
             ApiError::Unavailable(why) => {
                 log::warn!(request_id, reason:% = why; "dependency unavailable");
-                let mut reply = simple(StatusCode::SERVICE_UNAVAILABLE, "Service temporarily unavailable");
-                reply.retry_after = Some(1);
-                reply
+                unavailable()
             }
+            // Not logged on a line of its own: under overload that would double
+            // the log; the access line says why, and the coalescer sums it up.
+            ApiError::Shed(_) => unavailable(),
             ApiError::Internal(why) => {
                 log::error!(request_id, reason:% = why; "internal error");
                 Reply::json(

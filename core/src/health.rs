@@ -1,13 +1,13 @@
 //! Health endpoints: the ALB's target check, the container's liveness check, and
 //! readiness that turns to "draining" on shutdown.
 
+//!
+//! The database's state comes from the task's monitor (`db::monitor`): a check
+//! answers at once, whatever the database is doing.
+
 use crate::error::Reply;
 use crate::json;
 use hyper::StatusCode;
-use std::time::Duration;
-
-/// How long the database may take to answer a health check.
-pub const DB_BUDGET: Duration = Duration::from_secs(1);
 
 /// What a health response reports.
 pub struct Status<'a> {

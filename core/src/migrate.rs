@@ -5,10 +5,16 @@ use crate::db::DbError;
 use tokio_postgres::Client;
 
 /// Every migration, in order: (version, SQL). Versions are never renamed or reused.
-pub const MIGRATIONS: &[(&str, &str)] = &[(
-    "001_create_credentials_table",
-    include_str!("../../sql/001_create_credentials_table.sql"),
-)];
+pub const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "001_create_credentials_table",
+        include_str!("../../sql/001_create_credentials_table.sql"),
+    ),
+    (
+        "002_statement_deadline",
+        include_str!("../../sql/002_statement_deadline.sql"),
+    ),
+];
 
 /// First key of the advisory lock (an arbitrary constant: "kc" + "migr").
 const LOCK_KEY: i32 = 0x6b63_6d67;

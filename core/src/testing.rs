@@ -294,14 +294,47 @@ impl Drop for TestApp {
     }
 }
 
-/// A TCP proxy in front of the database that a test can cut and restore, to
-/// simulate an outage without touching the shared server.
+/// A TCP proxy in front of the database that a test can cut and restore, or
+/// freeze and thaw, to simulate an outage without touching the shared server.
+///
+/// Frozen, it behaves like a server stopped with SIGSTOP: connections stay
+/// open and new ones are accepted, but no byte moves in either direction until
+/// it thaws; what was sent meanwhile arrives then.
 pub struct TcpProxy {
     /// Where it listens.
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    frozen: tokio::sync::watch::Sender<bool>,
     links: Arc<Mutex<Vec<JoinHandle<()>>>>,
     accept: JoinHandle<()>,
+}
+
+/// Waits while the proxy is frozen.
+async fn thawed(frozen: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = frozen.wait_for(|frozen| !frozen).await;
+}
+
+/// Copies `from` to `to`, holding everything while frozen.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        thawed(&mut frozen).await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        // Read just as the freeze began: held too.
+        thawed(&mut frozen).await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
 }
 
 impl TcpProxy {
@@ -317,19 +350,29 @@ impl TcpProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let up = Arc::new(AtomicBool::new(true));
+        let (frozen, _) = tokio::sync::watch::channel(false);
         let links: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let accept = tokio::spawn({
-            let (up, links) = (up.clone(), links.clone());
+            let (up, links, frozen) = (up.clone(), links.clone(), frozen.clone());
             async move {
-                while let Ok((mut inbound, _)) = listener.accept().await {
+                while let Ok((inbound, _)) = listener.accept().await {
                     if !up.load(Ordering::SeqCst) {
                         continue; // dropped: the client sees the connection close
                     }
                     let target = target.clone();
+                    let mut gate = frozen.subscribe();
                     let link = tokio::spawn(async move {
-                        if let Ok(mut outbound) = TcpStream::connect(&target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
+                        // A frozen server accepts (the kernel does) but answers nothing.
+                        thawed(&mut gate).await;
+                        let Ok(outbound) = TcpStream::connect(&target).await else {
+                            return;
+                        };
+                        let (in_read, in_write) = inbound.into_split();
+                        let (out_read, out_write) = outbound.into_split();
+                        tokio::join!(
+                            pump(in_read, out_write, gate.clone()),
+                            pump(out_read, in_write, gate)
+                        );
                     });
                     if let Ok(mut links) = links.lock() {
                         links.retain(|l| !l.is_finished());
@@ -341,6 +384,7 @@ impl TcpProxy {
         TcpProxy {
             addr,
             up,
+            frozen,
             links,
             accept,
         }
@@ -359,6 +403,16 @@ impl TcpProxy {
     /// Lets connections through again.
     pub fn restore(&self) {
         self.up.store(true, Ordering::SeqCst);
+    }
+
+    /// Holds every byte in both directions, on open and new connections alike.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Delivers what was held and lets traffic flow again.
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
     }
 }
 

@@ -9,8 +9,8 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use kc_core::db::batch::{Batch, Coalescer};
-use kc_core::db::{self, Conn, DbError, Jsonb, Pool, Statements};
+use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
+use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
 use kc_core::model::{Credential, NewCredential};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
@@ -25,11 +25,17 @@ use tokio_postgres::{Client, Statement};
 /// (another task, or an earlier row of this batch) holds; such an insert first
 /// waits for that transaction, so by the time this statement returns the winner
 /// is committed and [`EXISTING_MANY`], a new statement, can see it.
+///
+/// `$7` is the batch's deadline: `kc_before_deadline` (sql/002) fails the whole
+/// statement if the server gets to a row after it, so a statement that reaches
+/// a frozen server's socket and runs once the requests were answered 503
+/// stores nothing.
 const ISSUE_MANY: &str = "\
 INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
 SELECT id, name, email, credential_type, metadata, $6
   FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
     AS t(id, name, email, credential_type, metadata)
+ WHERE kc_before_deadline($7)
 ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
 RETURNING id, metadata, issued_at";
 
@@ -94,15 +100,15 @@ pub struct IssueBatch {
 type Key<'a> = (&'a str, &'a str, &'a str);
 
 impl Batch for IssueBatch {
-    type Statements = IssueStatements;
+    type Source = Pool<IssueStatements>;
     type Item = Pending;
     type Output = Outcome;
 
     async fn run(
         &self,
-        pool: &Pool<IssueStatements>,
-        conn: &Conn<IssueStatements>,
+        conn: &<Pool<IssueStatements> as Source>::Conn,
         items: &[Pending],
+        deadline: Deadline,
     ) -> Result<Vec<Outcome>, DbError> {
         let ids: Vec<uuid::Uuid> = items.iter().map(|p| p.id).collect();
         let names: Vec<&str> = items.iter().map(|p| p.name.as_str()).collect();
@@ -110,11 +116,20 @@ impl Batch for IssueBatch {
         let types: Vec<&str> = items.iter().map(|p| p.credential_type.as_str()).collect();
         let metadata: Vec<Option<Jsonb<&str>>> =
             items.iter().map(|p| p.metadata.as_deref().map(Jsonb)).collect();
-        let rows = pool
-            .timed(conn.client.query(
+        let rows = conn
+            .client
+            .query(
                 &conn.stmts.issue,
-                &[&ids, &names, &emails, &types, &metadata, &self.worker_id],
-            ))
+                &[
+                    &ids,
+                    &names,
+                    &emails,
+                    &types,
+                    &metadata,
+                    &self.worker_id,
+                    &deadline.0,
+                ],
+            )
             .await?;
         let mut inserted: HashMap<uuid::Uuid, (Option<&str>, SystemTime)> =
             HashMap::with_capacity(rows.len());
@@ -131,11 +146,9 @@ impl Batch for IssueBatch {
             let names: Vec<&str> = skipped.iter().map(|p| p.name.as_str()).collect();
             let emails: Vec<&str> = skipped.iter().map(|p| p.email.as_str()).collect();
             let types: Vec<&str> = skipped.iter().map(|p| p.credential_type.as_str()).collect();
-            pool.timed(
-                conn.client
-                    .query(&conn.stmts.existing, &[&names, &emails, &types]),
-            )
-            .await?
+            conn.client
+                .query(&conn.stmts.existing, &[&names, &emails, &types])
+                .await?
         };
         let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, SystemTime)> =
             HashMap::with_capacity(holders.len());
@@ -189,7 +202,7 @@ impl Endpoint for Issuance {
             worker_id: config.worker_id.clone(),
         };
         Issuance {
-            batches: Coalescer::new(pool, batch, config.db_batch_lanes, config.db_batch_max),
+            batches: Coalescer::new(pool.clone(), pool.monitor().clone(), batch, Limits::new(config)),
         }
     }
 

@@ -139,13 +139,16 @@ async fn migrate_applies_the_schema_once_and_exits() {
     }
     let client = db.client().await;
     let versions: Vec<String> = client
-        .query("SELECT version FROM schema_migrations", &[])
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
         .await
         .unwrap()
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, ["001_create_credentials_table"]);
+    assert_eq!(
+        versions,
+        ["001_create_credentials_table", "002_statement_deadline"]
+    );
     let kind: String = client
         .query_one(
             "SELECT format_type(atttypid, atttypmod) FROM pg_attribute

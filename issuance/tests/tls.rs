@@ -205,5 +205,14 @@ async fn verify_full_checks_the_host_name() {
         ],
     )
     .await;
+    let res = app
+        .post_json(
+            "/issuance/credentials",
+            &json!({ "name": "n", "email": "n@example.com", "credentialType": "t" }),
+        )
+        .await;
+    assert_eq!(res.status, 503);
+    // Past the first probe: still down.
+    tokio::time::sleep(kc_core::db::monitor::PROBE_TIMEOUT).await;
     assert_eq!(app.get("/health").await.json()["database"], "down");
 }

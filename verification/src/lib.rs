@@ -7,8 +7,8 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use kc_core::db::batch::{Batch, Coalescer};
-use kc_core::db::{self, Conn, DbError, Jsonb, Pool, Statements};
+use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
+use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
 use kc_core::model::{Credential, VerifyRequest};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
@@ -41,17 +41,18 @@ impl Statements for VerifyStatements {
 pub struct LookupBatch;
 
 impl Batch for LookupBatch {
-    type Statements = VerifyStatements;
+    type Source = Pool<VerifyStatements>;
     type Item = uuid::Uuid;
     type Output = Option<Arc<Row>>;
 
+    /// A read: nothing to undo if it runs late, so the deadline is not sent.
     async fn run(
         &self,
-        pool: &Pool<VerifyStatements>,
-        conn: &Conn<VerifyStatements>,
+        conn: &<Pool<VerifyStatements> as Source>::Conn,
         ids: &[uuid::Uuid],
+        _deadline: Deadline,
     ) -> Result<Vec<Option<Arc<Row>>>, DbError> {
-        let rows = pool.timed(conn.client.query(&conn.stmts.lookup, &[&ids])).await?;
+        let rows = conn.client.query(&conn.stmts.lookup, &[&ids]).await?;
         let mut by_id = HashMap::with_capacity(rows.len());
         for row in rows {
             by_id.insert(db::column::<uuid::Uuid>(&row, 0)?, Arc::new(row));
@@ -73,7 +74,12 @@ impl Endpoint for Verification {
 
     fn new(pool: Pool<VerifyStatements>, config: &Config) -> Self {
         Verification {
-            batches: Coalescer::new(pool, LookupBatch, config.db_batch_lanes, config.db_batch_max),
+            batches: Coalescer::new(
+                pool.clone(),
+                pool.monitor().clone(),
+                LookupBatch,
+                Limits::new(config),
+            ),
         }
     }
 

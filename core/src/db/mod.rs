@@ -1,11 +1,15 @@
 //! The database: a bb8 pool of tokio-postgres connections, each with its
-//! service's statements prepared once when it connects, and the database error
-//! type that the HTTP layer maps to 503 or 500.
+//! service's statements prepared once when it connects and the server's own
+//! timeouts set; the task's belief whether the database answers
+//! ([`monitor`]); and the database error type that the HTTP layer maps to
+//! 503, 400 or 500.
 
 pub mod batch;
+pub mod monitor;
 pub mod tls;
 mod types;
 
+pub use monitor::Monitor;
 pub use tls::{SslMode, TlsSettings};
 pub use types::Jsonb;
 
@@ -14,6 +18,7 @@ use bb8_postgres::PostgresConnectionManager;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -34,6 +39,9 @@ pub struct Conn<S> {
     pub client: Client,
     /// The statements prepared on it.
     pub stmts: S,
+    /// Set when a statement on it timed out: its state is unknown (the server
+    /// may be frozen with the statement in its socket), so it is not reused.
+    broken: AtomicBool,
 }
 
 /// Opens connections through bb8-postgres and prepares `S` on each.
@@ -49,7 +57,11 @@ impl<S: Statements> ManageConnection for Manager<S> {
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
         let client = self.inner.connect().await?;
         let stmts = S::prepare(&client).await?;
-        Ok(Conn { client, stmts })
+        Ok(Conn {
+            client,
+            stmts,
+            broken: AtomicBool::new(false),
+        })
     }
 
     async fn is_valid(&self, conn: &mut Self::Connection) -> Result<(), Self::Error> {
@@ -59,52 +71,80 @@ impl<S: Statements> ManageConnection for Manager<S> {
     fn has_broken(&self, conn: &mut Self::Connection) -> bool {
         // A connection whose socket died (e.g. the database restarted) is closed;
         // bb8 drops it and opens a new one on the next checkout.
-        conn.client.is_closed()
+        conn.client.is_closed() || conn.broken.load(Ordering::Acquire)
     }
 }
 
 /// bb8 only tells a waiting caller "timed out"; the real reason a connection
-/// could not be made goes to the log here.
-#[derive(Debug, Clone, Copy)]
-struct LogSink;
+/// could not be made goes to the log here, and the database is reported down
+/// at once, so requests stop waiting for connections that will not come.
+#[derive(Clone)]
+struct Sink(Monitor);
 
-impl ErrorSink<tokio_postgres::Error> for LogSink {
-    fn sink(&self, error: tokio_postgres::Error) {
-        // tokio-postgres' Display says only "db error" for server errors; show the server's words.
-        match error.as_db_error() {
-            Some(db) => {
-                log::error!(target: "db", code = db.code().code(), error = db.message(); "database connection failed")
-            }
-            None => log::error!(target: "db", error:% = error; "database connection failed"),
-        }
-    }
-
-    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
-        Box::new(*self)
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Sink")
     }
 }
 
-/// A connection pool whose connections have `S` prepared.
+impl ErrorSink<tokio_postgres::Error> for Sink {
+    fn sink(&self, error: tokio_postgres::Error) {
+        // tokio-postgres' Display says only "db error" for server errors; show the server's words.
+        let why = match error.as_db_error() {
+            Some(db) => format!("{} ({})", db.message(), db.code().code()),
+            None => error.to_string(),
+        };
+        log::error!(target: "db", error = why.as_str(); "database connection failed");
+        self.0.report_down(&why);
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ErrorSink<tokio_postgres::Error>> {
+        Box::new(self.clone())
+    }
+}
+
+/// A connection pool whose connections have `S` prepared, and the monitor of
+/// the database behind it.
 pub struct Pool<S: Statements> {
     inner: bb8::Pool<Manager<S>>,
-    statement_timeout: Duration,
+    monitor: Monitor,
 }
 
 impl<S: Statements> Clone for Pool<S> {
     fn clone(&self) -> Self {
         Pool {
             inner: self.inner.clone(),
-            statement_timeout: self.statement_timeout,
+            monitor: self.monitor.clone(),
         }
     }
 }
 
+/// The server-side limits every pooled connection sets at start-up (no extra
+/// round trip): PostgreSQL itself cancels a statement that runs longer than
+/// `DB_STATEMENT_TIMEOUT_MS` and ends a session idle in a transaction, so work
+/// a request was answered 503 for does not go on without it.
+fn with_server_timeouts(config: &Config) -> tokio_postgres::Config {
+    let mut db = config.db.clone();
+    let ms = config.db_statement_timeout.as_millis();
+    let limits = format!("-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}");
+    let options = match db.get_options() {
+        Some(existing) if !existing.trim().is_empty() => format!("{existing} {limits}"),
+        _ => limits,
+    };
+    db.options(options);
+    db
+}
+
 impl<S: Statements> Pool<S> {
-    /// Builds the pool without connecting: a task starts, and serves health
-    /// checks, even while the database is down.
+    /// Builds the pool without connecting, and starts the database's monitor: a
+    /// task starts, and serves health checks, even while the database is down.
     pub fn new(config: &Config) -> Self {
+        let monitor = Monitor::start(config);
         let manager = Manager {
-            inner: PostgresConnectionManager::new(config.db.clone(), config.db_tls_connector.clone()),
+            inner: PostgresConnectionManager::new(
+                with_server_timeouts(config),
+                config.db_tls_connector.clone(),
+            ),
             _statements: PhantomData,
         };
         let inner = bb8::Pool::builder()
@@ -115,42 +155,64 @@ impl<S: Statements> Pool<S> {
             .test_on_check_out(false)
             .idle_timeout(Some(Duration::from_secs(600)))
             .max_lifetime(Some(Duration::from_secs(1800)))
-            .error_sink(Box::new(LogSink))
+            .error_sink(Box::new(Sink(monitor.clone())))
             .build_unchecked(manager);
-        Pool {
-            inner,
-            statement_timeout: config.db_statement_timeout,
-        }
+        Pool { inner, monitor }
     }
 
-    /// Checks out a connection, waiting at most `DB_CONNECT_TIMEOUT_MS`.
-    pub async fn get(&self) -> Result<PooledConnection<'_, Manager<S>>, DbError> {
-        self.inner.get().await.map_err(|e| match e {
-            bb8::RunError::User(e) => DbError::from(e),
-            bb8::RunError::TimedOut => {
-                DbError::Unavailable("no database connection within the connect timeout".into())
+    /// The monitor of the database behind this pool.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+}
+
+impl<S: Statements> batch::Source for Pool<S> {
+    type Conn = PooledConnection<'static, Manager<S>>;
+
+    /// Checks out a connection, waiting at most `DB_CONNECT_TIMEOUT_MS`. Idle
+    /// connections whose socket closed meanwhile (the server restarted) are
+    /// passed over, so the first statement after an outage does not fail on one.
+    async fn get(&self) -> Result<Self::Conn, DbError> {
+        for _ in 0..=self.inner.state().connections {
+            let conn = self.inner.get_owned().await.map_err(|e| match e {
+                bb8::RunError::User(e) => DbError::from(e),
+                bb8::RunError::TimedOut => {
+                    DbError::Down("no database connection within the connect timeout".into())
+                }
+            })?;
+            if !conn.client.is_closed() {
+                return Ok(conn);
             }
-        })
-    }
-
-    /// Runs `query` bounded by `DB_STATEMENT_TIMEOUT_MS`.
-    pub async fn timed<T>(
-        &self,
-        query: impl Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, DbError> {
-        match tokio::time::timeout(self.statement_timeout, query).await {
-            Ok(result) => result.map_err(DbError::from),
-            Err(_) => Err(DbError::Unavailable("statement timed out".into())),
+            // Dropped here: bb8 sees has_broken and opens a new one next time.
         }
+        Err(DbError::Down("every pooled connection was closed".into()))
     }
 
-    /// Answers within `budget` whether the database runs a trivial query.
-    pub async fn ping(&self, budget: Duration) -> bool {
-        let check = async {
-            let conn = self.inner.get().await.ok()?;
-            conn.client.simple_query("SELECT 1").await.ok()
-        };
-        matches!(tokio::time::timeout(budget, check).await, Ok(Some(_)))
+    fn discard(&self, conn: Self::Conn) {
+        conn.broken.store(true, Ordering::Release);
+    }
+}
+
+/// Why a request was answered 503 without its statement being sent: these
+/// requests were never seen by the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// `DB_QUEUE_MAX` requests were already waiting.
+    QueueFull,
+    /// It waited `DB_QUEUE_TIMEOUT_MS` and its statement had not started.
+    QueueTimeout,
+    /// The database is believed down (see [`monitor`]).
+    DatabaseDown,
+}
+
+impl Shed {
+    /// The reason as logs and metrics name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Shed::QueueFull => "queue_full",
+            Shed::QueueTimeout => "queue_timeout",
+            Shed::DatabaseDown => "database_down",
+        }
     }
 }
 
@@ -158,7 +220,14 @@ impl<S: Statements> Pool<S> {
 /// be handed to every request of a coalesced batch.
 #[derive(Debug, Clone)]
 pub enum DbError {
-    /// The database cannot be reached or is not accepting work right now; worth retrying (503).
+    /// Not sent: shed by admission control (503).
+    Shed(Shed),
+    /// The database cannot be reached: connecting failed, the connection was
+    /// lost, a statement timed out, or the server is shutting down or starting.
+    /// Reported to the [`Monitor`] (503).
+    Down(String),
+    /// The database answered but cannot do this now (a serialization failure, a
+    /// deadlock, a statement past its deadline); worth retrying (503).
     Unavailable(String),
     /// A `data_exception` (class 22): the database refused a value (400).
     BadValue(String),
@@ -169,6 +238,8 @@ pub enum DbError {
 impl fmt::Display for DbError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            DbError::Shed(why) => write!(f, "shed before reaching the database: {}", why.as_str()),
+            DbError::Down(why) => write!(f, "database down: {why}"),
             DbError::Unavailable(why) => write!(f, "database unavailable: {why}"),
             DbError::BadValue(why) => write!(f, "database refused a value: {why}"),
             DbError::Other(why) => write!(f, "database error: {why}"),
@@ -182,24 +253,30 @@ impl From<tokio_postgres::Error> for DbError {
     fn from(e: tokio_postgres::Error) -> Self {
         let Some(db) = e.as_db_error() else {
             // No SQLSTATE: I/O, a closed connection, a timeout connecting.
-            return DbError::Unavailable(e.to_string());
+            return DbError::Down(e.to_string());
         };
         let code = db.code();
-        let transient = code.code().starts_with("08")
+        // tokio-postgres' Display says only "db error" here; keep the server's words.
+        let why = format!("{} ({})", db.message(), code.code());
+        let down = code.code().starts_with("08")
             || [
                 SqlState::ADMIN_SHUTDOWN,
                 SqlState::CRASH_SHUTDOWN,
                 SqlState::CANNOT_CONNECT_NOW,
                 SqlState::TOO_MANY_CONNECTIONS,
-                SqlState::T_R_SERIALIZATION_FAILURE,
-                SqlState::T_R_DEADLOCK_DETECTED,
-                SqlState::QUERY_CANCELED,
-                SqlState::READ_ONLY_SQL_TRANSACTION,
             ]
             .contains(code);
-        // tokio-postgres' Display says only "db error" here; keep the server's words.
-        let why = format!("{} ({})", db.message(), code.code());
-        if transient {
+        let transient = [
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            // The server's statement_timeout, or a statement past its deadline.
+            SqlState::QUERY_CANCELED,
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+        ]
+        .contains(code);
+        if down {
+            DbError::Down(why)
+        } else if transient {
             DbError::Unavailable(why)
         } else if code.code().starts_with("22") {
             DbError::BadValue(why)

@@ -22,15 +22,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
-/// Timeouts of one connection.
+/// Timeouts of one connection, and how many may be open at once.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Timeouts {
     pub header: Duration,
     pub keep_alive: Duration,
     pub grace: Duration,
+    /// Past this many open connections the loop stops accepting; the kernel's
+    /// listen backlog holds new ones until one closes (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,8 +167,23 @@ pub(crate) async fn serve_connections<H, F>(
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
     http.keep_alive(true);
+    let slots = Arc::new(Semaphore::new(t.max_connections));
     tokio::pin!(shutdown);
     loop {
+        // A slot first: at the cap, stop accepting rather than grow memory.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                log::warn!(target: "http", max_connections = t.max_connections; "connection limit reached: not accepting until a connection closes");
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => match slot {
+                        Ok(slot) => slot,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -205,6 +223,7 @@ pub(crate) async fn serve_connections<H, F>(
                 },
                 () = watchdog(activity, t) => {}
             }
+            drop(slot);
         });
     }
     drop(listener);

@@ -1,0 +1,295 @@
+//! Database faults and overload, injected through a TCP proxy the test controls
+//! (cut = the database is gone; frozen = it holds every byte, like a server
+//! stopped with SIGSTOP), against the real PostgreSQL. Each promise of
+//! docs/RELIABILITY.md that a single task can show in-process is tested here;
+//! the figures under load are the fault suite's (faults/).
+
+use issuance::Issuance;
+use kc_core::testing::{spawn_app_with, TcpProxy, TestApp, TestDb};
+use serde_json::json;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const PATH: &str = "/issuance/credentials";
+
+fn credential(name: &str) -> serde_json::Value {
+    json!({ "name": name, "email": "fault@example.com", "credentialType": "t" })
+}
+
+/// A task whose database connections go through `proxy`, with a pooled
+/// connection open (so a statement is sent, not stuck connecting).
+async fn behind(proxy: &TcpProxy, vars: &[(&str, &str)]) -> TestApp {
+    let db = TestDb::new().await;
+    let url = db.url_via(proxy.addr);
+    let mut env = vec![("DATABASE_URL", url.as_str()), ("DB_CONNECT_TIMEOUT_MS", "500")];
+    env.extend_from_slice(vars);
+    let app = spawn_app_with::<Issuance>(db, &env).await;
+    assert_eq!(app.post_json(PATH, &credential("warm-up")).await.status, 201);
+    app
+}
+
+async fn stored(app: &TestApp, name: &str) -> bool {
+    let row = app
+        .db
+        .client()
+        .await
+        .query_one("SELECT count(*) FROM credentials WHERE name = $1", &[&name])
+        .await
+        .expect("count");
+    row.get::<_, i64>(0) == 1
+}
+
+/// Makes every INSERT statement in the test's schema take `seconds` longer,
+/// after its rows are in.
+async fn slow_inserts(app: &TestApp, seconds: f64) {
+    app.db
+        .client()
+        .await
+        .batch_execute(&format!(
+            "CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$;
+             CREATE TRIGGER slow AFTER INSERT ON credentials FOR EACH STATEMENT EXECUTE FUNCTION slow();"
+        ))
+        .await
+        .expect("slow trigger");
+}
+
+/// Polls `/health` until its `database` is `want`; returns how long that took.
+async fn health_turns(app: &TestApp, want: &str, within: Duration) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        let asked = Instant::now();
+        let res = app.get("/health").await;
+        // Answered from the last probe, never by waiting for the database.
+        assert!(
+            asked.elapsed() < Duration::from_millis(100),
+            "/health took {:?}",
+            asked.elapsed()
+        );
+        if res.json()["database"] == want {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("/health did not turn {want} within {within:?}");
+}
+
+#[tokio::test]
+async fn while_the_database_is_gone_requests_get_503_in_milliseconds_and_the_first_after_it_is_back_succeeds()
+{
+    let proxy = TcpProxy::start().await;
+    let app = behind(&proxy, &[]).await;
+
+    proxy.cut();
+    // The first request finds out (its connection is gone); the rest are told at once.
+    let first = app.post_json(PATH, &credential("finds out")).await;
+    assert_eq!(first.status, 503);
+    let mut slowest = Duration::ZERO;
+    for n in 0..20 {
+        let started = Instant::now();
+        let res = app.post_json(PATH, &credential(&format!("during {n}"))).await;
+        slowest = slowest.max(started.elapsed());
+        assert_eq!(res.status, 503);
+        assert_eq!(res.header("retry-after"), Some("1"));
+    }
+    assert!(slowest < Duration::from_millis(50), "a 503 took {slowest:?}");
+    health_turns(&app, "down", Duration::from_secs(1)).await;
+    assert_eq!(app.get("/health/live").await.status, 200);
+
+    proxy.restore();
+    let back = Instant::now();
+    loop {
+        let res = app.post_json(PATH, &credential("after")).await;
+        if res.status == 201 {
+            break;
+        }
+        assert_eq!(res.status, 503);
+        assert!(
+            back.elapsed() < Duration::from_secs(1),
+            "no 201 within 1 s of the database's return"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    health_turns(&app, "up", Duration::from_secs(1)).await;
+    for n in 0..20 {
+        assert!(!stored(&app, &format!("during {n}")).await, "a 503 was stored");
+    }
+}
+
+#[tokio::test]
+async fn health_turns_down_within_a_second_of_a_freeze_and_up_within_a_second_of_the_thaw() {
+    let proxy = TcpProxy::start().await;
+    let app = behind(&proxy, &[]).await;
+    proxy.freeze();
+    let down = health_turns(&app, "down", Duration::from_secs(1)).await;
+    proxy.thaw();
+    let up = health_turns(&app, "up", Duration::from_secs(1)).await;
+    eprintln!("frozen: down after {down:?}; thawed: up after {up:?}");
+}
+
+#[tokio::test]
+async fn a_statement_the_server_gets_after_its_deadline_stores_nothing() {
+    // The INSERT is sent, then held (the server is "frozen" with it in its
+    // socket) until well after the task has answered 503.
+    let proxy = TcpProxy::start().await;
+    let app = behind(&proxy, &[("DB_STATEMENT_TIMEOUT_MS", "300")]).await;
+    proxy.freeze();
+    let started = Instant::now();
+    let res = app.post_json(PATH, &credential("held")).await;
+    let waited = started.elapsed();
+    assert_eq!(res.status, 503);
+    // The statement timeout plus its grace (capped at the timeout), well under a second.
+    assert!(waited < Duration::from_millis(900), "{waited:?}");
+    proxy.thaw();
+    // The held statement reaches the server now; give it time to run.
+    health_turns(&app, "up", Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !stored(&app, "held").await,
+        "stored after its client was told 503"
+    );
+    assert_eq!(app.post_json(PATH, &credential("later")).await.status, 201);
+}
+
+#[tokio::test]
+async fn the_server_cancels_a_statement_that_runs_past_the_statement_timeout() {
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("DB_STATEMENT_TIMEOUT_MS", "300")]).await;
+    // Slow after the rows are in (past the deadline checks): only the server's
+    // own statement_timeout can stop it from committing.
+    slow_inserts(&app, 1.5).await;
+    let started = Instant::now();
+    let res = app.post_json(PATH, &credential("slow")).await;
+    assert_eq!(res.status, 503);
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    tokio::time::sleep(Duration::from_millis(1800)).await;
+    assert!(
+        !stored(&app, "slow").await,
+        "committed after its client was told 503"
+    );
+}
+
+/// Sends a request over a raw connection and returns the connection unread.
+async fn send_raw(app: &TestApp, body: &serde_json::Value) -> tokio::net::TcpStream {
+    let body = body.to_string();
+    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let request = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    stream
+}
+
+#[tokio::test]
+async fn a_request_whose_client_disconnects_while_it_waits_is_never_stored() {
+    let proxy = TcpProxy::start().await;
+    let app = Arc::new(behind(&proxy, &[("DB_QUEUE_TIMEOUT_MS", "10000")]).await);
+    proxy.freeze();
+    // The lane is busy with this one, held by the frozen database...
+    let busy = tokio::spawn({
+        let app = app.clone();
+        async move { app.post_json(PATH, &credential("in flight")).await.status }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // ...so this one waits in the queue; then its client goes away.
+    let waiting = send_raw(&app, &credential("gone")).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(waiting);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Thawed before the monitor gives the database up: the lane carries on.
+    proxy.thaw();
+    assert_eq!(busy.await.unwrap(), 201);
+    assert_eq!(app.post_json(PATH, &credential("next")).await.status, 201);
+    assert!(
+        !stored(&app, "gone").await,
+        "a request whose client left was stored"
+    );
+}
+
+#[tokio::test]
+async fn past_the_queue_bound_requests_get_503_at_once_and_are_never_sent() {
+    let app = Arc::new(
+        spawn_app_with::<Issuance>(
+            TestDb::new().await,
+            &[
+                ("DB_QUEUE_MAX", "2"),
+                ("DB_BATCH_MAX", "1"),
+                ("DB_QUEUE_TIMEOUT_MS", "5000"),
+            ],
+        )
+        .await,
+    );
+    // Each statement takes 200 ms: one in flight, two waiting, the rest shed.
+    slow_inserts(&app, 0.2).await;
+    let mut tasks = Vec::new();
+    for n in 0..10 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let res = app.post_json(PATH, &credential(&format!("burst {n}"))).await;
+            (n, res.status.as_u16(), started.elapsed())
+        }));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut created = 0;
+    for t in tasks {
+        let (n, status, took) = t.await.unwrap();
+        match status {
+            201 => {
+                created += 1;
+                assert!(stored(&app, &format!("burst {n}")).await);
+            }
+            503 => {
+                assert!(took < Duration::from_millis(100), "a shed request took {took:?}");
+                assert!(
+                    !stored(&app, &format!("burst {n}")).await,
+                    "a shed request was stored"
+                );
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!(created, 3, "one in flight and two queued");
+}
+
+#[tokio::test]
+async fn past_max_connections_new_connections_wait_in_the_backlog() {
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
+    // spawn_app's client may keep one idle connection; these two fill the slots.
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        c.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 12];
+        // At most one slot may be held by the test client's own pooled connection.
+        let _ = tokio::time::timeout(Duration::from_millis(300), c.read_exact(&mut buf)).await;
+        open.push(c);
+    }
+    // The kernel completes the handshake, but the task does not accept.
+    let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    waiting
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut head))
+            .await
+            .is_err(),
+        "answered past MAX_CONNECTIONS"
+    );
+    // A slot frees: the waiting connection is accepted and answered.
+    open.clear();
+    tokio::time::timeout(Duration::from_secs(2), waiting.read_exact(&mut head))
+        .await
+        .expect("answered once a slot freed")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
