@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, every test against a real
-# PostgreSQL (see scripts/lib/postgres.sh for where it comes from), then the
-# local twin (3+3 tasks behind nginx) under a short k6 distribution check.
+# PostgreSQL (see scripts/lib/postgres.sh for where it comes from), the fault
+# suite (faults/, on private servers of its own), then the local twin (3+3
+# tasks behind nginx) under a short k6 distribution check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -33,6 +34,10 @@ cargo clippy --workspace --all-targets -- -D warnings
 echo "== cargo test (unit, integration, and the criterion benches run once each)"
 mkdir -p target
 cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
+
+echo "== fault suite: the release binaries while a private PostgreSQL is stopped, frozen, overloaded or fed poison"
+cargo build --release --bin issuance --bin verification
+cargo run --release --quiet -p kc-faults
 
 echo "== shellcheck"
 if command -v shellcheck >/dev/null 2>&1; then

@@ -33,14 +33,17 @@ pub struct Config {
     /// `DB_BATCH_LANES`: statements a coalescing endpoint keeps in flight at once (default 1: on
     /// two cores one lane gave the largest batches and the best throughput and latency).
     pub db_batch_lanes: usize,
-    /// `DB_BATCH_MAX`: requests one coalesced statement may carry (default 256).
+    /// `DB_BATCH_MAX`: requests one coalesced statement may carry (default 128: a 0.25 vCPU task
+    /// does not fill more, and a statement of 128 rows keeps the wait behind it short).
     pub db_batch_max: usize,
     /// `DB_STATEMENT_TIMEOUT_MS`: how long one statement may take before the request gets 503
     /// (default 5000); also set as the server's `statement_timeout`, and passed to writes as
     /// the deadline after which they store nothing.
     pub db_statement_timeout: Duration,
     /// `DB_QUEUE_MAX`: requests that may wait for a statement; one more gets 503 at once
-    /// (default 256: one full statement waiting behind the one in flight).
+    /// (default 256: two full statements behind the one in flight, so a burst of 256 requests on
+    /// an idle task is absorbed, while under sustained overload a request waits at most about
+    /// three statements).
     pub db_queue_max: usize,
     /// `DB_QUEUE_TIMEOUT_MS`: how long a request may wait for its statement to start before it
     /// gets 503 (default 250).
@@ -148,7 +151,7 @@ impl Config {
             db_connect_timeout,
             db_statement_timeout: millis(&get, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
             db_batch_lanes: parse(&get, "DB_BATCH_LANES", 1usize, 1..=64)?,
-            db_batch_max: parse(&get, "DB_BATCH_MAX", 256usize, 1..=10_000)?,
+            db_batch_max: parse(&get, "DB_BATCH_MAX", 128usize, 1..=10_000)?,
             db_queue_max: parse(&get, "DB_QUEUE_MAX", 256usize, 1..=100_000)?,
             db_queue_timeout: millis(&get, "DB_QUEUE_TIMEOUT_MS", 250)?,
             max_connections: parse(&get, "MAX_CONNECTIONS", 1024usize, 1..=1_000_000)?,

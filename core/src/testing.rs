@@ -508,10 +508,8 @@ impl PrivatePostgres {
     pub fn url(&self) -> String {
         format!("postgres://postgres@localhost:{}/postgres", self.port)
     }
-}
 
-impl Drop for PrivatePostgres {
-    fn drop(&mut self) {
+    fn pg_ctl(&self) -> std::process::Command {
         let mut c = if self.as_postgres {
             let mut c = std::process::Command::new("runuser");
             c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
@@ -519,11 +517,79 @@ impl Drop for PrivatePostgres {
         } else {
             std::process::Command::new(&self.pg_ctl)
         };
-        let _ = c
-            .arg("-D")
+        c.arg("-D")
             .arg(self.dir.join("data"))
-            .args(["-m", "immediate", "-w", "stop"])
-            .output();
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    }
+
+    /// Stops the server at once, as a crash would (connections are cut;
+    /// committed work survives). [`PrivatePostgres::restart`] brings it back.
+    pub fn stop(&self) {
+        run(self.pg_ctl().args(["-m", "immediate", "-w", "stop"]));
+    }
+
+    /// Starts a stopped server again on the same port; returns once it accepts connections.
+    pub fn restart(&self) {
+        run(self
+            .pg_ctl()
+            .arg("-l")
+            .arg(self.dir.join("log"))
+            .args(["-w", "-t", "30", "start"]));
+    }
+
+    /// Stops every process of the server with SIGSTOP: connections stay open and
+    /// new ones complete their handshake in the kernel, but nothing answers.
+    pub fn freeze(&self) {
+        assert!(
+            self.signal("STOP"),
+            "cannot freeze the server in {}",
+            self.dir.display()
+        );
+    }
+
+    /// Resumes a frozen server: what was sent meanwhile is read and run now.
+    pub fn thaw(&self) {
+        assert!(
+            self.signal("CONT"),
+            "cannot thaw the server in {}",
+            self.dir.display()
+        );
+    }
+
+    /// Sends `signal` to the postmaster first (it forks no new backend while
+    /// stopped), then to its children. False when no server runs.
+    fn signal(&self, signal: &str) -> bool {
+        let pid_file =
+            std::fs::read_to_string(self.dir.join("data").join("postmaster.pid")).unwrap_or_default();
+        let Some(postmaster) = pid_file.lines().next().map(str::trim).filter(|p| !p.is_empty()) else {
+            return false;
+        };
+        let mut pids = vec![postmaster.to_owned()];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...: comm may hold spaces, so split after its ')'.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(postmaster) {
+                pids.push(entry.file_name().to_string_lossy().into_owned());
+            }
+        }
+        std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(&pids)
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        // A frozen server would not act on the stop signal.
+        self.signal("CONT");
+        let _ = self.pg_ctl().args(["-m", "immediate", "-w", "stop"]).status();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }

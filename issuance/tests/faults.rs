@@ -258,26 +258,19 @@ async fn past_the_queue_bound_requests_get_503_at_once_and_are_never_sent() {
 }
 
 #[tokio::test]
-async fn past_max_connections_new_connections_wait_in_the_backlog() {
-    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
-    // spawn_app's client may keep one idle connection; these two fill the slots.
-    let mut open = Vec::new();
+async fn at_max_connections_a_new_one_waits_until_an_idle_one_is_reclaimed() {
+    // No test client: every connection here is the test's own.
+    let app = kc_core::testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
+    const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut idle = Vec::new();
     for _ in 0..2 {
         let mut c = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-        c.write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = [0u8; 12];
-        // At most one slot may be held by the test client's own pooled connection.
-        let _ = tokio::time::timeout(Duration::from_millis(300), c.read_exact(&mut buf)).await;
-        open.push(c);
+        assert!(exchange(&mut c, LIVE).await.starts_with("http/1.1 200"));
+        idle.push(c);
     }
-    // The kernel completes the handshake, but the task does not accept.
+    let started = Instant::now();
     let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    waiting
-        .write_all(b"GET /health/live HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    waiting.write_all(LIVE.as_bytes()).await.unwrap();
     let mut head = [0u8; 12];
     assert!(
         tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut head))
@@ -285,11 +278,91 @@ async fn past_max_connections_new_connections_wait_in_the_backlog() {
             .is_err(),
         "answered past MAX_CONNECTIONS"
     );
-    // A slot frees: the waiting connection is accepted and answered.
-    open.clear();
-    tokio::time::timeout(Duration::from_secs(2), waiting.read_exact(&mut head))
+    // Nobody sends on the two: one idle for RECLAIM_IDLE is closed to make room.
+    tokio::time::timeout(Duration::from_secs(3), waiting.read_exact(&mut head))
         .await
-        .expect("answered once a slot freed")
+        .expect("answered once an idle connection was reclaimed")
         .unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(
+        started.elapsed() >= RECLAIM_AFTER - Duration::from_millis(100),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut closed = 0;
+    for c in &mut idle {
+        let mut rest = Vec::new();
+        if let Ok(Ok(0)) = tokio::time::timeout(Duration::from_millis(100), c.read_to_end(&mut rest)).await {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 1, "no idle connection was closed");
 }
+
+/// Sends `request` on `stream` and reads one whole response (head and
+/// Content-Length body); returns it as text, head lower-cased.
+async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.expect("read");
+        assert!(
+            n > 0,
+            "closed before a whole response: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_lowercase();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text[..end]
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if got.len() >= end + 4 + length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn at_max_connections_responses_close_their_connection_so_waiting_ones_get_in() {
+    // No test client: every connection here is the test's own.
+    let app = kc_core::testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
+    const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    assert!(exchange(&mut first, LIVE).await.starts_with("http/1.1 200"));
+    let mut second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let answer = exchange(&mut second, LIVE).await;
+    assert!(
+        !answer.contains("connection: close"),
+        "closed below the cap: {answer}"
+    );
+    // Past the cap: held in the backlog.
+    let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    waiting.write_all(LIVE.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut head))
+            .await
+            .is_err()
+    );
+    // A busy keep-alive connection at the cap is told to close after its response...
+    let started = Instant::now();
+    let answer = exchange(&mut first, LIVE).await;
+    assert!(answer.contains("connection: close"), "{answer}");
+    let mut rest = Vec::new();
+    let _ = first.read_to_end(&mut rest).await;
+    // ...and the waiting one gets its slot long before an idle one would be reclaimed.
+    tokio::time::timeout(Duration::from_millis(500), waiting.read_exact(&mut head))
+        .await
+        .expect("the waiting connection got in")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert!(started.elapsed() < RECLAIM_AFTER, "{:?}", started.elapsed());
+}
+
+/// How long an idle connection may sit at the cap before it is closed (`RECLAIM_IDLE`).
+const RECLAIM_AFTER: Duration = Duration::from_secs(1);

@@ -6,6 +6,21 @@
 //! 30 s and the ALB would answer 502 on them. Instead each connection has a
 //! watchdog that tells idle time (`HTTP_KEEP_ALIVE_SECONDS`, longer than the
 //! ALB's 60 s) from time spent receiving a request head (`HTTP_HEADER_TIMEOUT_MS`).
+//!
+//! At most `MAX_CONNECTIONS` are served: past the cap one more connection is
+//! accepted and waits for a slot, and the kernel's listen backlog holds the
+//! rest, instead of the task's memory. Keep-alive clients would keep the slots
+//! forever (a busy connection is reused at once, an idle one stays open a
+//! minute), starving the waiting connections; so while one waits, the task
+//! makes room, as proxies such as Envoy do under overload:
+//!
+//! - the next response to complete carries `Connection: close`, and its
+//!   connection closes once it is written: the client knows not to reuse it,
+//!   so nothing races. One response per waiting connection, not every
+//!   response: closing them all would send every client back through the
+//!   backlog, which under steady load never drains;
+//! - connections idle for [`RECLAIM_IDLE`] or longer are closed (a client that
+//!   sends on one at that very moment sees it reset; only at the cap).
 
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -17,6 +32,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -24,6 +40,11 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
+
+/// At the connection cap, connections idle this long are closed to make room.
+pub(crate) const RECLAIM_IDLE: Duration = Duration::from_secs(1);
+/// How often the loop asks again while it stays at the cap.
+const RECLAIM_EVERY: Duration = Duration::from_millis(250);
 
 /// Timeouts of one connection, and how many may be open at once.
 #[derive(Debug, Clone, Copy)]
@@ -88,8 +109,28 @@ impl Activity {
     }
 }
 
-/// Resolves when the connection has been idle, or slow sending a head, for too long.
-async fn watchdog(activity: Arc<Activity>, t: Timeouts) {
+/// How a connection waiting for a slot makes room: by the next response
+/// closing its connection, and by idle connections closing.
+#[derive(Default)]
+struct Pressure {
+    close_next: AtomicBool,
+    reclaim: Notify,
+}
+
+impl Pressure {
+    /// Whether this response is the one to close its connection.
+    fn take_close(&self) -> bool {
+        self.close_next.load(Ordering::Relaxed) && self.close_next.swap(false, Ordering::Relaxed)
+    }
+}
+
+/// At most one "connection limit reached" line per this long.
+const CAP_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Resolves when the connection has been idle, or slow sending a head, for too
+/// long; or, when the task is at its connection cap, when it has been idle for
+/// [`RECLAIM_IDLE`].
+async fn watchdog(activity: Arc<Activity>, t: Timeouts, pressure: Arc<Pressure>) {
     loop {
         let (phase, since) = activity.get();
         let deadline = match phase {
@@ -101,6 +142,13 @@ async fn watchdog(activity: Arc<Activity>, t: Timeouts) {
         tokio::select! {
             () = tokio::time::sleep_until(deadline) => {}
             () = activity.changed.notified() => continue,
+            () = pressure.reclaim.notified() => {
+                if phase == Phase::Idle && since.elapsed() >= RECLAIM_IDLE && activity.get() == (phase, since) {
+                    log::debug!(target: "http", "closing an idle connection: at the connection cap");
+                    return;
+                }
+                continue;
+            }
         }
         if phase != Phase::Busy && activity.get() == (phase, since) {
             log::debug!(target: "http", phase:? = phase; "closing connection after timeout");
@@ -168,22 +216,10 @@ pub(crate) async fn serve_connections<H, F>(
     let mut http = http1::Builder::new();
     http.keep_alive(true);
     let slots = Arc::new(Semaphore::new(t.max_connections));
+    let pressure = Arc::new(Pressure::default());
     tokio::pin!(shutdown);
-    loop {
-        // A slot first: at the cap, stop accepting rather than grow memory.
-        let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
-            Err(_) => {
-                log::warn!(target: "http", max_connections = t.max_connections; "connection limit reached: not accepting until a connection closes");
-                tokio::select! {
-                    slot = slots.clone().acquire_owned() => match slot {
-                        Ok(slot) => slot,
-                        Err(_) => break,
-                    },
-                    () = &mut shutdown => break,
-                }
-            }
-        };
+    let mut cap_logged: Option<Instant> = None;
+    'accept: loop {
         let (stream, _peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -194,7 +230,34 @@ pub(crate) async fn serve_connections<H, F>(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown => break 'accept,
+        };
+        // Then a slot. At the cap this connection waits for one (the kernel's
+        // backlog holds any others), and the task makes room (see the module
+        // docs) until a slot frees.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if cap_logged.is_none_or(|at| at.elapsed() >= CAP_LOG_EVERY) {
+                    cap_logged = Some(Instant::now());
+                    log::warn!(target: "http", max_connections = t.max_connections; "connection limit reached: a connection waits; closing one after its response, and idle ones");
+                }
+                let slot = loop {
+                    pressure.close_next.store(true, Ordering::Relaxed);
+                    pressure.reclaim.notify_waiters();
+                    tokio::select! {
+                        slot = slots.clone().acquire_owned() => match slot {
+                            Ok(slot) => break slot,
+                            Err(_) => break 'accept,
+                        },
+                        () = tokio::time::sleep(RECLAIM_EVERY) => {}
+                        () = &mut shutdown => break 'accept,
+                    }
+                };
+                // A connection that ended on its own may have made the room.
+                pressure.close_next.store(false, Ordering::Relaxed);
+                slot
+            }
         };
         // Responses are small and written whole: send them without Nagle's delay.
         let _ = stream.set_nodelay(true);
@@ -205,23 +268,32 @@ pub(crate) async fn serve_connections<H, F>(
         });
         let handle = handle.clone();
         let on_request = activity.clone();
+        let room = pressure.clone();
         let service = service_fn(move |req| {
             on_request.set(Phase::Busy);
             let on_done = on_request.clone();
+            let room = room.clone();
             let response = handle(req);
             async move {
-                let response = response.await;
+                let mut response = response.await;
+                if room.take_close() {
+                    response.headers_mut().insert(
+                        hyper::header::CONNECTION,
+                        hyper::header::HeaderValue::from_static("close"),
+                    );
+                }
                 on_done.set(Phase::Idle);
                 Ok::<_, Infallible>(response)
             }
         });
         let conn = graceful.watch(http.serve_connection(io, service));
+        let pressure = pressure.clone();
         tokio::spawn(async move {
             tokio::select! {
                 result = conn => if let Err(e) = result {
                     log::debug!(target: "http", error:% = e; "connection ended with an error");
                 },
-                () = watchdog(activity, t) => {}
+                () = watchdog(activity, t, pressure) => {}
             }
             drop(slot);
         });

@@ -1,0 +1,455 @@
+//! The four scenarios. Each starts a PostgreSQL server of its own (initdb into
+//! a temporary directory, a free port), the release binaries against it, and
+//! open-loop load; injects its fault; and records its figures.
+
+use crate::load::{self, Sample, Shape, Stream, FAILED, TIMED_OUT};
+use crate::report::{ms, quantile, statuses, Report};
+use crate::task::Task;
+use crate::Suite;
+use kc_core::testing::PrivatePostgres;
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+/// The suite's servers trust loopback.
+const HBA: &str = "local all all trust\nhost all all 127.0.0.1/32 trust\n";
+/// The client's own limit, as k6's default: past it a request counts as timed out.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The tasks run with the default DB_STATEMENT_TIMEOUT_MS.
+const STATEMENT_TIMEOUT: Duration = Duration::from_millis(5000);
+/// The tasks run with the default DB_BATCH_MAX and DB_BATCH_LANES: at most this
+/// many requests are in a statement when the database stalls.
+const IN_FLIGHT_MAX: usize = 128;
+/// Enough clients to keep one lane busy with full statements of the default
+/// DB_BATCH_MAX (128) without overflowing the default DB_QUEUE_MAX (256).
+const FULL_LOAD_CLIENTS: usize = 192;
+const ISSUE: &str = "/issuance/credentials";
+const VERIFY: &str = "/verification/credentials";
+
+/// Makes the suite's database the bottleneck, deterministically: each INSERT
+/// statement sleeps 0.12 ms per row it inserted (about 6,500 rows a second). On two shared cores the load
+/// generator could not otherwise outrun one task three times over; sleeping
+/// (not burning CPU) keeps the database's capacity independent of the noise.
+const SLOW_ROWS: &str = "
+CREATE FUNCTION fault_slow_rows() RETURNS trigger LANGUAGE plpgsql AS
+  $$ BEGIN PERFORM pg_sleep((SELECT count(*) FROM new_rows) * 0.00012); RETURN NULL; END $$;
+CREATE TRIGGER fault_slow_rows AFTER INSERT ON credentials
+  REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION fault_slow_rows();";
+
+fn server() -> (PrivatePostgres, String) {
+    let server = tokio::task::block_in_place(|| PrivatePostgres::start(None, HBA));
+    let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
+    (server, url)
+}
+
+/// Issuance bodies: a new credential per number, named after the run.
+fn issue_body(run: &'static str) -> impl Fn(u64) -> String + Send + Sync + 'static {
+    move |seq| {
+        format!(
+            r#"{{"name":"{run}-{seq}","email":"f{seq}@example.com","credentialType":"fault","metadata":{{"seq":{seq}}}}}"#
+        )
+    }
+}
+
+async fn at(start: Instant, offset: Duration) {
+    tokio::time::sleep_until((start + offset).into()).await;
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The numbers of the requests of `stream` answered 201.
+fn created(samples: &[Sample], stream: usize) -> HashSet<u64> {
+    samples
+        .iter()
+        .filter(|s| s.stream == stream && s.status == 201)
+        .map(|s| s.seq)
+        .collect()
+}
+
+/// The numbers of the credentials stored for `run`.
+async fn stored(url: &str, run: &str) -> HashSet<u64> {
+    let client = kc_core::testing::connect(url).await;
+    client
+        .query(
+            "SELECT name::text FROM credentials WHERE name LIKE $1",
+            &[&format!("{run}-%")],
+        )
+        .await
+        .expect("read the stored names")
+        .iter()
+        .filter_map(|row| row.get::<_, &str>(0).rsplit('-').next()?.parse().ok())
+        .collect()
+}
+
+/// Every request got an answer from the task, and none a 5xx but 503.
+fn none_lost(r: &mut Report, scenario: &'static str, samples: &[Sample]) {
+    let lost = samples
+        .iter()
+        .filter(|s| s.status == TIMED_OUT || s.status == FAILED || (s.status >= 500 && s.status != 503))
+        .count();
+    r.check(
+        scenario,
+        "client timeouts (10 s), failed connections, 5xx but 503",
+        lost,
+        "0",
+        lost == 0,
+    );
+}
+
+/// Every 201 of stream 0 is a stored row; returns the numbers answered 201 and stored.
+async fn all_stored(
+    r: &mut Report,
+    scenario: &'static str,
+    samples: &[Sample],
+    url: &str,
+    run: &str,
+) -> (HashSet<u64>, HashSet<u64>) {
+    let (created, stored) = (created(samples, 0), stored(url, run).await);
+    let missing = created.difference(&stored).count();
+    r.check(scenario, "201s not stored", missing, "0", missing == 0);
+    (created, stored)
+}
+
+fn of(samples: &[Sample], stream: usize) -> impl Iterator<Item = &Sample> {
+    samples.iter().filter(move |s| s.stream == stream)
+}
+
+/// The database stops (as a crash would: `pg_ctl stop -m immediate`) for 4 s
+/// under 1,000 issuances and 500 verifications a second, then comes back.
+pub async fn down(suite: &mut Suite) {
+    const S: &str = "down";
+    let (server, url) = server();
+    let info = [("LOG_LEVEL", "info")];
+    let issuance = Task::start(&suite.bin("issuance"), &url, &info, &suite.log("down-issuance")).await;
+    let verification = Task::start(
+        &suite.bin("verification"),
+        &url,
+        &info,
+        &suite.log("down-verification"),
+    )
+    .await;
+    let streams = vec![
+        Stream::post(
+            issuance.addr,
+            ISSUE,
+            Shape::Open { per_second: 1000.0 },
+            issue_body(S),
+        ),
+        Stream::post(
+            verification.addr,
+            VERIFY,
+            Shape::Open { per_second: 500.0 },
+            |seq| format!(r#"{{"id":"00000000-0000-4000-8000-{seq:012x}"}}"#),
+        ),
+    ];
+    let start = Instant::now();
+    let load = tokio::spawn(load::run(streams, start, secs(12), CLIENT_TIMEOUT));
+    at(start, secs(3)).await;
+    tokio::task::block_in_place(|| server.stop());
+    let stopped = start.elapsed();
+    at(start, secs(7)).await;
+    let restarting = start.elapsed();
+    tokio::task::block_in_place(|| server.restart());
+    let back = start.elapsed();
+    let samples = load.await.expect("the load ran");
+
+    let r = &mut suite.report;
+    r.note(
+        S,
+        "database down (stopped → restart begun)",
+        format!("{:.2} s", (restarting - stopped).as_secs_f64()),
+    );
+    let while_down: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.sent >= stopped && s.answered() <= restarting)
+        .collect();
+    let refused = while_down.iter().filter(|s| s.status == 503).count();
+    r.all(
+        S,
+        "answers while down that are 503 (both services)",
+        refused,
+        while_down.len(),
+    );
+    let p99 = quantile(while_down.iter().copied(), 0.99);
+    r.check(
+        S,
+        "p99 of the answers while down",
+        ms(p99),
+        "≤ 50 ms",
+        p99.is_some_and(|d| d <= Duration::from_millis(50)),
+    );
+    for (stream, what, ok) in [
+        (0, "first 201 after the database is back", 201),
+        (1, "first 404 (verified) after it is back", 404),
+    ] {
+        let first = of(&samples, stream)
+            .filter(|s| s.status == ok && s.sent >= back)
+            .map(|s| s.answered() - back)
+            .min();
+        r.check(
+            S,
+            what,
+            ms(first),
+            "≤ 1000 ms",
+            first.is_some_and(|d| d <= secs(1)),
+        );
+    }
+    all_stored(r, S, &samples, &url, S).await;
+    none_lost(r, S, &samples);
+    r.note(S, "issuance answers", statuses(of(&samples, 0)));
+    r.note(S, "verification answers", statuses(of(&samples, 1)));
+    issuance.stop().await;
+    verification.stop().await;
+}
+
+/// The database is frozen with SIGSTOP for 15 s (connections stay open, nothing
+/// answers) under 3,000 issuances a second, then resumes.
+pub async fn frozen(suite: &mut Suite) {
+    const S: &str = "frozen";
+    let (server, url) = server();
+    let mut issuance = Task::start(
+        &suite.bin("issuance"),
+        &url,
+        &[("LOG_LEVEL", "info")],
+        &suite.log("frozen-issuance"),
+    )
+    .await;
+    let streams = vec![Stream::post(
+        issuance.addr,
+        ISSUE,
+        Shape::Open { per_second: 3000.0 },
+        issue_body(S),
+    )];
+    let start = Instant::now();
+    let load = tokio::spawn(load::run(streams, start, secs(23), CLIENT_TIMEOUT));
+    at(start, secs(3)).await;
+    server.freeze();
+    let froze = start.elapsed();
+    at(start, secs(18)).await;
+    server.thaw();
+    let thawed = start.elapsed();
+    let samples = load.await.expect("the load ran");
+    // Whatever the thawed server still runs, let it finish before counting rows.
+    tokio::time::sleep(secs(1)).await;
+
+    let r = &mut suite.report;
+    r.check(
+        S,
+        "task still running",
+        issuance.alive(),
+        "true",
+        issuance.alive(),
+    );
+    let rss = issuance.peak_rss_mb();
+    r.check(
+        S,
+        "peak RSS",
+        format!("{rss:.1} MB"),
+        "≤ 64 MB",
+        rss > 0.0 && rss <= 64.0,
+    );
+    let slowest = samples.iter().filter(|s| s.status >= 100).map(|s| s.took).max();
+    let limit = STATEMENT_TIMEOUT + secs(1);
+    r.check(
+        S,
+        "slowest answer",
+        ms(slowest),
+        "≤ statement timeout + 1 s = 6000 ms",
+        slowest.is_some_and(|d| d <= limit),
+    );
+    none_lost(r, S, &samples);
+    let during: Vec<&Sample> = samples
+        .iter()
+        .filter(|s| s.sent >= froze && s.answered() <= thawed)
+        .collect();
+    r.note(S, "answers while frozen", statuses(during.iter().copied()));
+    r.note(
+        S,
+        "503s while frozen: p50 / p99",
+        format!(
+            "{} / {}",
+            ms(quantile(during.iter().copied(), 0.5)),
+            ms(quantile(during.iter().copied(), 0.99))
+        ),
+    );
+    let (created, stored) = all_stored(r, S, &samples, &url, S).await;
+    // Stored although answered 503: a commit under way when the server froze.
+    let exceptions = stored.difference(&created).count();
+    r.check(
+        S,
+        "rows stored beyond the 201s (commit-race exceptions)",
+        exceptions,
+        "≤ one statement (128)",
+        exceptions <= IN_FLIGHT_MAX,
+    );
+    r.note(
+        S,
+        "201s answered / rows stored",
+        format!("{} / {}", created.len(), stored.len()),
+    );
+    let first = samples
+        .iter()
+        .filter(|s| s.status == 201 && s.sent >= thawed)
+        .map(|s| s.answered() - thawed)
+        .min();
+    r.check(
+        S,
+        "first 201 after the thaw",
+        ms(first),
+        "≤ 1000 ms",
+        first.is_some_and(|d| d <= secs(1)),
+    );
+    issuance.stop().await;
+}
+
+/// Starts an issuance task on a fresh server whose inserts cost 0.12 ms a row.
+async fn slow_database(suite: &Suite, name: &str) -> (PrivatePostgres, String, Task) {
+    let (server, url) = server();
+    let issuance = Task::start(
+        &suite.bin("issuance"),
+        &url,
+        &[("LOG_LEVEL", "warn")],
+        &suite.log(name),
+    )
+    .await;
+    kc_core::testing::connect(&url)
+        .await
+        .batch_execute(SLOW_ROWS)
+        .await
+        .expect("the slow-rows trigger");
+    (server, url, issuance)
+}
+
+/// Issuances answered 201 per second among `samples`, by answer time, in [from, to).
+fn rate(samples: &[Sample], stream: usize, from: Duration, to: Duration) -> f64 {
+    let n = of(samples, stream)
+        .filter(|s| s.status == 201 && s.answered() >= from && s.answered() < to)
+        .count();
+    n as f64 / (to - from).as_secs_f64()
+}
+
+/// A healthy database at its limit: capacity is measured closed-loop, then the
+/// task gets three times that, open-loop, for 20 s.
+pub async fn overload(suite: &mut Suite) {
+    const S: &str = "overload";
+    let (_server, url, mut issuance) = slow_database(suite, "overload-issuance").await;
+    let start = Instant::now();
+    let full = vec![Stream::post(
+        issuance.addr,
+        ISSUE,
+        Shape::Closed {
+            clients: FULL_LOAD_CLIENTS,
+        },
+        issue_body("capacity"),
+    )];
+    let samples = load::run(full, start, secs(6), CLIENT_TIMEOUT).await;
+    let capacity = rate(&samples, 0, secs(2), secs(6));
+    let r = &mut suite.report;
+    r.note(
+        S,
+        "capacity at 1× (192 clients, closed loop)",
+        format!("{capacity:.0} 201/s"),
+    );
+
+    let offered = 3.0 * capacity;
+    let start = Instant::now();
+    let streams = vec![Stream::post(
+        issuance.addr,
+        ISSUE,
+        Shape::Open { per_second: offered },
+        issue_body(S),
+    )];
+    let samples = load::run(streams, start, secs(20), CLIENT_TIMEOUT).await;
+    r.note(
+        S,
+        "offered (3×, open loop, 20 s)",
+        format!("{offered:.0} requests/s"),
+    );
+    r.note(S, "answers", statuses(samples.iter()));
+    let shed: Vec<&Sample> = samples.iter().filter(|s| s.status == 503).collect();
+    let p99 = quantile(shed.iter().copied(), 0.99);
+    r.check(
+        S,
+        "p99 of the 503s",
+        ms(p99),
+        "≤ 50 ms",
+        !shed.is_empty() && p99.is_some_and(|d| d <= Duration::from_millis(50)),
+    );
+    let accepted = samples.iter().filter(|s| s.status == 201);
+    let p99 = quantile(accepted, 0.99);
+    r.check(
+        S,
+        "p99 of the 201s",
+        ms(p99),
+        "≤ 100 ms",
+        p99.is_some_and(|d| d <= Duration::from_millis(100)),
+    );
+    let served = rate(&samples, 0, secs(2), secs(20));
+    r.check(
+        S,
+        "201s per second (2-20 s) / capacity at 1×",
+        format!("{served:.0} / {capacity:.0} = {:.2}", served / capacity),
+        "≥ 0.80",
+        served >= 0.8 * capacity,
+    );
+    none_lost(r, S, &samples);
+    all_stored(r, S, &samples, &url, S).await;
+    r.note(S, "peak RSS", format!("{:.1} MB", issuance.peak_rss_mb()));
+    r.check(
+        S,
+        "task still running",
+        issuance.alive(),
+        "true",
+        issuance.alive(),
+    );
+    issuance.stop().await;
+}
+
+/// A value PostgreSQL's jsonb cannot store (`0.1e-400000`) in 100 requests a
+/// second, mixed into full load (192 clients, closed loop) in every other 2-s
+/// window; good throughput with and without it is compared within the run.
+pub async fn poison(suite: &mut Suite) {
+    const S: &str = "poison";
+    const WINDOW: u64 = 2;
+    const WINDOWS: u64 = 14;
+    let (_server, url, issuance) = slow_database(suite, "poison-issuance").await;
+    let poisoned = |t: Duration| (t.as_secs() / WINDOW) % 2 == 1;
+    let streams = vec![
+        Stream::post(issuance.addr, ISSUE, Shape::Closed { clients: FULL_LOAD_CLIENTS }, issue_body(S)),
+        Stream::post(issuance.addr, ISSUE, Shape::Open { per_second: 100.0 }, |seq| {
+            format!(r#"{{"name":"bad-{seq}","email":"p@example.com","credentialType":"fault","metadata":{{"tiny":0.1e-400000}}}}"#)
+        })
+        .when(poisoned),
+    ];
+    let start = Instant::now();
+    let samples = load::run(streams, start, secs(WINDOW * WINDOWS), CLIENT_TIMEOUT).await;
+    // The first window warms up; then clean and poisoned windows alternate.
+    let (mut clean, mut dirty) = (Vec::new(), Vec::new());
+    for w in 1..WINDOWS {
+        let (from, to) = (secs(w * WINDOW), secs((w + 1) * WINDOW));
+        let good = rate(&samples, 0, from, to);
+        if poisoned(from) {
+            dirty.push(good)
+        } else {
+            clean.push(good)
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let (clean, dirty) = (mean(&clean), mean(&dirty));
+    let r = &mut suite.report;
+    r.check(
+        S,
+        "good 201/s with poison / without (mean of 2-s windows)",
+        format!("{dirty:.0} / {clean:.0} = {:.3}", dirty / clean),
+        "≥ 0.95",
+        dirty >= 0.95 * clean,
+    );
+    let poison: Vec<&Sample> = of(&samples, 1).collect();
+    let refused = poison.iter().filter(|s| s.status == 400).count();
+    r.all(S, "poison requests answered 400", refused, poison.len());
+    let stored_poison = stored(&url, "bad").await.len();
+    r.check(S, "poison rows stored", stored_poison, "0", stored_poison == 0);
+    none_lost(r, S, &samples);
+    issuance.stop().await;
+}
