@@ -20,9 +20,10 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY core/Cargo.toml core/
 COPY issuance/Cargo.toml issuance/
 COPY verification/Cargo.toml verification/
-# The bench crate is a workspace member, so cargo needs it to load the
-# workspace; it is small and rarely changes.
+# The bench and fault-suite crates are workspace members, so cargo needs them
+# to load the workspace; they are small and rarely change.
 COPY benches benches
+COPY faults faults
 RUN for crate in core issuance verification; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \
  && echo 'fn main() {}' > issuance/src/main.rs \
  && echo 'fn main() {}' > verification/src/main.rs \
