@@ -20,8 +20,9 @@ COPY Cargo.toml Cargo.lock rustfmt.toml ./
 COPY core/Cargo.toml core/
 COPY issuance/Cargo.toml issuance/
 COPY verification/Cargo.toml verification/
-# The bench and fault-suite crates are workspace members, so cargo needs them
-# to load the workspace; they are small and rarely change.
+# The test-support, bench and fault-suite crates are workspace members, so
+# cargo needs them to load the workspace; they are small and rarely change.
+COPY testing testing
 COPY benches benches
 COPY faults faults
 RUN for crate in core issuance verification; do mkdir -p $crate/src && echo '' > $crate/src/lib.rs; done \

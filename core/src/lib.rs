@@ -18,9 +18,6 @@ pub mod migrate;
 pub mod model;
 pub mod time;
 
-#[cfg(feature = "testing")]
-pub mod testing;
-
 pub use app::{App, Endpoint, RequestCtx};
 pub use config::Config;
 pub use error::ApiError;

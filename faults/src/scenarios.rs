@@ -6,7 +6,7 @@ use crate::load::{self, Sample, Shape, Stream, FAILED, TIMED_OUT};
 use crate::report::{ms, quantile, statuses, Report};
 use crate::task::Task;
 use crate::Suite;
-use kc_core::testing::PrivatePostgres;
+use kc_testing::fakes::PrivatePostgres;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -69,7 +69,7 @@ fn created(samples: &[Sample], stream: usize) -> HashSet<u64> {
 
 /// The numbers of the credentials stored for `run`.
 async fn stored(url: &str, run: &str) -> HashSet<u64> {
-    let client = kc_core::testing::connect(url).await;
+    let client = kc_testing::connect(url).await;
     client
         .query(
             "SELECT name::text FROM credentials WHERE name LIKE $1",
@@ -313,7 +313,7 @@ async fn slow_database(suite: &Suite, name: &str) -> (PrivatePostgres, String, T
         &suite.log(name),
     )
     .await;
-    kc_core::testing::connect(&url)
+    kc_testing::connect(&url)
         .await
         .batch_execute(SLOW_ROWS)
         .await

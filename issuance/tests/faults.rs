@@ -5,7 +5,8 @@
 //! the figures under load are the fault suite's (faults/).
 
 use issuance::Issuance;
-use kc_core::testing::{spawn_app_with, TcpProxy, TestApp, TestDb};
+use kc_testing::fakes::TcpProxy;
+use kc_testing::{spawn_app_with, TestApp, TestDb};
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -260,7 +261,7 @@ async fn past_the_queue_bound_requests_get_503_at_once_and_are_never_sent() {
 #[tokio::test]
 async fn at_max_connections_a_new_one_waits_until_an_idle_one_is_reclaimed() {
     // No test client: every connection here is the test's own.
-    let app = kc_core::testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
+    let app = kc_testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
     const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut idle = Vec::new();
     for _ in 0..2 {
@@ -330,7 +331,7 @@ async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
 #[tokio::test]
 async fn at_max_connections_responses_close_their_connection_so_waiting_ones_get_in() {
     // No test client: every connection here is the test's own.
-    let app = kc_core::testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
+    let app = kc_testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
     const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     assert!(exchange(&mut first, LIVE).await.starts_with("http/1.1 200"));

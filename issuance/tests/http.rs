@@ -2,7 +2,7 @@
 //! headers, routing errors, CORS, health, and connection timeouts.
 
 use issuance::Issuance;
-use kc_core::testing::{spawn_app, spawn_app_with, TestApp, TestDb, TestResponse};
+use kc_testing::{spawn_app, spawn_app_with, TestApp, TestDb, TestResponse};
 use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

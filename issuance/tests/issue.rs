@@ -1,7 +1,8 @@
 //! POST /issuance/credentials against the real PostgreSQL, one schema per test.
 
 use issuance::Issuance;
-use kc_core::testing::{spawn_app, spawn_app_with, start, TcpProxy, TestDb};
+use kc_testing::fakes::TcpProxy;
+use kc_testing::{spawn_app, spawn_app_with, start, TestDb};
 use serde_json::{json, Value};
 
 const PATH: &str = "/issuance/credentials";
@@ -330,7 +331,7 @@ async fn oversize_bodies_get_413() {
 }
 
 /// Writes `request` on a fresh connection and returns what comes back until the server closes or pauses.
-async fn raw_exchange(app: &kc_core::testing::TestApp, request: &str) -> String {
+async fn raw_exchange(app: &kc_testing::TestApp, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let _ = stream.write_all(request.as_bytes()).await;

@@ -3,7 +3,7 @@
 //! requests; and what the database still refuses fails only its own request.
 
 use issuance::Issuance;
-use kc_core::testing::{spawn_app, spawn_app_with, TestApp, TestDb};
+use kc_testing::{spawn_app, spawn_app_with, TestApp, TestDb};
 use serde_json::{json, Value};
 use std::sync::Arc;
 

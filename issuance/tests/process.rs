@@ -1,6 +1,6 @@
 //! The issuance binary as ECS runs it: subcommands, and SIGTERM with a request in flight.
 
-use kc_core::testing::TestDb;
+use kc_testing::TestDb;
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

@@ -3,7 +3,8 @@
 //! are never changed).
 
 use issuance::Issuance;
-use kc_core::testing::{connect, start, PrivatePostgres, TestDb};
+use kc_testing::fakes::PrivatePostgres;
+use kc_testing::{connect, start, TestDb};
 use serde_json::json;
 use std::path::Path;
 use std::process::Command;

@@ -2,7 +2,8 @@
 //! issued by the real issuance service on the same schema.
 
 use issuance::Issuance;
-use kc_core::testing::{spawn_app, spawn_app_with, TcpProxy, TestApp, TestDb};
+use kc_testing::fakes::TcpProxy;
+use kc_testing::{spawn_app, spawn_app_with, TestApp, TestDb};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use verification::Verification;
