@@ -1,6 +1,7 @@
 //! The errors a request can end in, and the one place they become HTTP responses.
 
 use crate::db::{DbError, Shed};
+use crate::http::Reply;
 use crate::json;
 use crate::model::{FieldError, Invalid};
 use hyper::StatusCode;
@@ -44,32 +45,6 @@ impl From<DbError> for ApiError {
             DbError::Down(why) | DbError::Unavailable(why) => ApiError::Unavailable(why),
             DbError::BadValue(why) => ApiError::Refused(why),
             DbError::Other(why) => ApiError::Internal(why),
-        }
-    }
-}
-
-/// A response before the common headers are added: status, JSON body, and an
-/// extra header or two.
-#[derive(Debug)]
-pub struct Reply {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The JSON body; empty for 204.
-    pub body: Vec<u8>,
-    /// `Allow` for 405 and preflight responses.
-    pub allow: Option<&'static str>,
-    /// `Retry-After` seconds for 503.
-    pub retry_after: Option<u32>,
-}
-
-impl Reply {
-    /// A JSON reply with this status.
-    pub fn json(status: StatusCode, body: Vec<u8>) -> Self {
-        Reply {
-            status,
-            body,
-            allow: None,
-            retry_after: None,
         }
     }
 }

@@ -5,7 +5,7 @@
 //! The database's state comes from the task's monitor (`db::monitor`): a check
 //! answers at once, whatever the database is doing.
 
-use crate::error::Reply;
+use crate::http::Reply;
 use crate::json;
 use hyper::StatusCode;
 

@@ -21,4 +21,4 @@ pub mod time;
 pub use app::{App, Endpoint, RequestCtx};
 pub use config::Config;
 pub use error::ApiError;
-pub use error::Reply;
+pub use http::Reply;

@@ -1,12 +1,38 @@
-//! The headers every response carries: request and worker ids, content type,
-//! the security headers helmet would set, and CORS.
+//! What a response is made of: a [`Reply`] (status, JSON body, an extra header
+//! or two), and the headers every response carries: request and worker ids,
+//! content type, the security headers helmet would set, and CORS.
 
 use crate::config::CorsOrigins;
-use crate::error::Reply;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper::Response;
+use hyper::{Response, StatusCode};
+
+/// A response before the common headers are added: status, JSON body, and an
+/// extra header or two.
+#[derive(Debug)]
+pub struct Reply {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The JSON body; empty for 204.
+    pub body: Vec<u8>,
+    /// `Allow` for 405 and preflight responses.
+    pub allow: Option<&'static str>,
+    /// `Retry-After` seconds for 503.
+    pub retry_after: Option<u32>,
+}
+
+impl Reply {
+    /// A JSON reply with this status.
+    pub fn json(status: StatusCode, body: Vec<u8>) -> Self {
+        Reply {
+            status,
+            body,
+            allow: None,
+            retry_after: None,
+        }
+    }
+}
 
 const SECURITY: [(HeaderName, &str); 5] = [
     (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

@@ -1,0 +1,56 @@
+//! A service's life, one file per concern:
+//!
+//! - here: the [`Endpoint`] a service crate implements, and [`RequestCtx`];
+//! - [`pipeline`]: what happens to one request (routing, limits, health, the
+//!   endpoint, the common headers, the access log line), and [`App`], the same
+//!   pipeline without a listener for in-process callers;
+//! - [`server`]: serving on a listener until shutdown, migrations in the
+//!   background, SIGTERM;
+//! - [`cli`]: the command line (`serve`, `migrate`, `healthcheck`, `--version`).
+
+mod cli;
+mod pipeline;
+mod server;
+
+pub use cli::main;
+pub use pipeline::App;
+pub use server::{serve, shutdown_signal};
+
+use crate::config::Config;
+use crate::db::{Pool, Statements};
+use crate::error::ApiError;
+use crate::http::Reply;
+use bytes::Bytes;
+use std::future::Future;
+
+/// What a service crate provides: its name, its one business route, and the
+/// handler behind it.
+pub trait Endpoint: Sized + Send + Sync + 'static {
+    /// `issuance` or `verification`: in logs, health responses and `/<SERVICE>/health`.
+    const SERVICE: &'static str;
+    /// The business route, e.g. `/issuance/credentials` (method POST).
+    const PATH: &'static str;
+    /// How this service names the boolean in its validation errors (`success` or `valid`).
+    const OUTCOME_KEY: &'static str;
+    /// The statements prepared on each database connection.
+    type Statements: Statements;
+
+    /// Builds the endpoint's state around the pool.
+    fn new(pool: Pool<Self::Statements>, config: &Config) -> Self;
+
+    /// Handles one request whose body has been read and whose content type was checked.
+    fn handle(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
+}
+
+/// Who is asking and who is answering.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestCtx<'a> {
+    /// The request id (also in the response's `X-Request-Id` and in every log line).
+    pub request_id: &'a str,
+    /// This task's worker id.
+    pub worker_id: &'a str,
+}

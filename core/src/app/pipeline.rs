@@ -1,0 +1,163 @@
+//! One request through a task: route it, check the limits and the schema,
+//! read its body, hand it to the endpoint (or answer health from the
+//! database monitor), map errors to replies, add the common headers, and
+//! write its access log line.
+
+use super::{Endpoint, RequestCtx};
+use crate::config::Config;
+use crate::db::Pool;
+use crate::error::ApiError;
+use crate::health;
+use crate::http::router::{Route, Router};
+use crate::http::{self, CommonHeaders, Reply};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper::{Request, Response, StatusCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything requests of one task share.
+pub(super) struct Shared<E: Endpoint> {
+    pub(super) endpoint: E,
+    pub(super) pool: Pool<E::Statements>,
+    pub(super) config: Config,
+    pub(super) router: Router,
+    pub(super) headers: CommonHeaders,
+    pub(super) started: Instant,
+    /// Set once the schema is migrated (or migrations are not ours to run).
+    pub(super) schema_ready: AtomicBool,
+    /// Set when shutdown begins.
+    pub(super) draining: AtomicBool,
+}
+
+impl<E: Endpoint> Shared<E> {
+    pub(super) async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        let started = Instant::now();
+        let request_id = http::request_id(&req);
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let origin = req.headers().get(hyper::header::ORIGIN).cloned();
+        let (reply, shed) = match self.route(&request_id, req).await {
+            Ok(reply) => (reply, None),
+            Err(e) => {
+                let shed = e.shed();
+                (e.into_reply(E::OUTCOME_KEY, &request_id), shed)
+            }
+        };
+        let status = reply.status.as_u16();
+        let response = self.headers.respond(reply, &request_id, origin.as_ref());
+        macro_rules! access {
+            ($($extra:tt)*) => {
+                log::info!(
+                    target: "access",
+                    request_id = request_id.as_str(),
+                    method = method.as_str(),
+                    path = path.as_str(),
+                    status = status,
+                    duration_ms = (started.elapsed().as_micros() as f64) / 1000.0
+                    $($extra)*;
+                    "request"
+                )
+            };
+        }
+        match shed {
+            None => access!(),
+            Some(why) => access!(, shed = why.as_str()),
+        }
+        response
+    }
+
+    async fn route<B>(&self, request_id: &str, req: Request<B>) -> Result<Reply, ApiError>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        match self.router.resolve(req.method(), req.uri().path())? {
+            Route::Api => {
+                if !self.schema_ready.load(Ordering::Acquire) {
+                    return Err(ApiError::Unavailable(
+                        "database schema is not migrated yet".into(),
+                    ));
+                }
+                let body =
+                    http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
+                let ctx = RequestCtx {
+                    request_id,
+                    worker_id: &self.config.worker_id,
+                };
+                self.endpoint.handle(&ctx, body).await
+            }
+            Route::Live => Ok(self.status(None, false).reply()),
+            Route::Health => Ok(self.status(Some(self.database_up()), false).reply()),
+            Route::Ready => {
+                let draining = self.draining.load(Ordering::Acquire);
+                let up = (!draining).then(|| self.database_up());
+                Ok(self.status(up, draining).reply())
+            }
+            Route::Preflight(allow) => Ok(Reply {
+                status: StatusCode::NO_CONTENT,
+                body: Vec::new(),
+                allow: Some(allow),
+                retry_after: None,
+            }),
+        }
+    }
+
+    /// From the monitor's last probe: a health check never waits for the database.
+    fn database_up(&self) -> bool {
+        self.schema_ready.load(Ordering::Acquire) && self.pool.monitor().is_up()
+    }
+
+    fn status(&self, database_up: Option<bool>, draining: bool) -> health::Status<'_> {
+        health::Status {
+            service: E::SERVICE,
+            worker_id: &self.config.worker_id,
+            uptime_seconds: self.started.elapsed().as_secs(),
+            database_up,
+            draining,
+        }
+    }
+}
+
+impl<E: Endpoint> Shared<E> {
+    pub(super) fn new(config: Config) -> Self {
+        let pool = Pool::<E::Statements>::new(&config);
+        Shared {
+            endpoint: E::new(pool.clone(), &config),
+            pool,
+            router: Router::new(E::SERVICE, E::PATH),
+            headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
+            started: Instant::now(),
+            schema_ready: AtomicBool::new(!config.run_migrations),
+            draining: AtomicBool::new(false),
+            config,
+        }
+    }
+}
+
+/// One task's request pipeline without a listener: routing, limits, headers and
+/// the endpoint, for calling in-process (the criterion benches).
+pub struct App<E: Endpoint>(Arc<Shared<E>>);
+
+impl<E: Endpoint> App<E> {
+    /// Builds the pipeline. Migrations are not run: the schema must exist.
+    pub fn new(mut config: Config) -> Self {
+        config.run_migrations = false;
+        App(Arc::new(Shared::new(config)))
+    }
+
+    /// Handles one request as a connection would.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes>,
+        B::Error: std::error::Error + Send + Sync + 'static,
+    {
+        self.0.clone().handle(req).await
+    }
+}

@@ -1,0 +1,109 @@
+//! Serving a task: the pipeline on a listener until shutdown (then draining),
+//! migrations retried in the background, and the signals that stop it.
+
+use super::pipeline::Shared;
+use super::Endpoint;
+use crate::config::Config;
+use crate::db;
+use crate::http;
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Serves `E` on `listener` until `shutdown` resolves, then drains: readiness
+/// turns to 503, no new connections are accepted, in-flight requests finish
+/// (within `SHUTDOWN_GRACE_SECONDS`), and the pool is closed.
+pub async fn serve<E: Endpoint>(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+    let shared = Arc::new(Shared::<E>::new(config));
+    let migrations = shared.config.run_migrations.then(|| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            migrate_until_done(&shared.config).await;
+            shared.schema_ready.store(true, Ordering::Release);
+        })
+    });
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    log::info!(
+        target: "startup",
+        addr = addr.as_str(),
+        database = shared.config.db_target().as_str(),
+        pool_size = shared.config.db_pool_size,
+        version = env!("CARGO_PKG_VERSION");
+        "listening"
+    );
+    let timeouts = http::Timeouts {
+        header: shared.config.header_timeout,
+        keep_alive: shared.config.keep_alive,
+        grace: shared.config.shutdown_grace,
+        max_connections: shared.config.max_connections,
+    };
+    let on_shutdown = {
+        let shared = shared.clone();
+        async move {
+            shutdown.await;
+            shared.draining.store(true, Ordering::Release);
+            log::info!(target: "shutdown", "shutdown started: draining");
+        }
+    };
+    let handler = {
+        let shared = shared.clone();
+        move |req| shared.clone().handle(req)
+    };
+    http::serve_connections(listener, timeouts, handler, on_shutdown).await;
+    if let Some(task) = migrations {
+        task.abort();
+    }
+    // Dropping the last handles closes the pool's connections.
+    drop(shared);
+    log::info!(target: "shutdown", "shutdown complete");
+}
+
+/// Applies migrations, retrying while the database is unreachable: a task
+/// that starts before its database must not crash-loop.
+async fn migrate_until_done(config: &Config) {
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        match migrate_once(config).await {
+            Ok(applied) => {
+                log::info!(target: "migrate", applied = applied.join(",").as_str(); "schema is up to date");
+                return;
+            }
+            Err(e) => {
+                log::warn!(target: "migrate", error:% = e, retry_in_ms = backoff.as_millis() as u64; "migration failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+pub(super) async fn migrate_once(config: &Config) -> Result<Vec<&'static str>, db::DbError> {
+    let mut client = db::connect_once(config).await?;
+    crate::migrate::run(&mut client).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
