@@ -82,16 +82,16 @@ impl ApiError {
                     o.bool(outcome_key, false)
                         .str("message", "Validation failed")
                         .array("errors", &errors, |o, e| {
-                            o.str("field", &e.field).str("message", e.message);
+                            o.str("field", &e.field).str("message", &e.message);
                         });
                 }),
             ),
             ApiError::Refused(why) => {
                 log::info!(request_id, reason:% = why; "database refused a value");
-                let errors = vec![FieldError {
-                    field: "body".into(),
-                    message: "contains a value the database cannot store",
-                }];
+                let errors = vec![FieldError::new(
+                    "body",
+                    "contains a value the database cannot store",
+                )];
                 ApiError::Invalid(Invalid(errors)).into_reply(outcome_key, request_id)
             }
             ApiError::PayloadTooLarge(limit) => simple(

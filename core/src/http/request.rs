@@ -48,10 +48,7 @@ where
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::PayloadTooLarge(limit)),
         Ok(Err(_)) => Err(ApiError::Invalid(crate::model::Invalid(vec![
-            crate::model::FieldError {
-                field: "body".into(),
-                message: "request body could not be read",
-            },
+            crate::model::FieldError::new("body", "request body could not be read"),
         ]))),
     }
 }

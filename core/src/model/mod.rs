@@ -1,0 +1,15 @@
+//! The credential model, one file per reason to change:
+//!
+//! - [`request`]: what a client may send, read from its JSON body and normalised
+//!   ([`NewCredential`], [`VerifyRequest`]); holding one means the rules were applied;
+//! - [`rules`]: the validation rules of the HTTP contract, their limits and
+//!   their messages, one error per offending field ([`FieldError`], [`Invalid`]);
+//! - [`credential`]: a stored credential as both services return it ([`Credential`]).
+
+pub mod credential;
+pub mod request;
+pub mod rules;
+
+pub use credential::Credential;
+pub use request::{NewCredential, VerifyRequest};
+pub use rules::{FieldError, Invalid, CREDENTIAL_TYPE_MAX, EMAIL_MAX, METADATA_MAX_DEPTH, NAME_MAX};

@@ -1,0 +1,257 @@
+//! The validation rules of the HTTP contract: the limits, the checks, and the
+//! messages a client developer reads, built from the limits they state.
+
+use crate::json::BodyError;
+use simd_json::BorrowedValue;
+use std::borrow::Cow;
+
+/// Longest `name`, in characters, after trimming.
+pub const NAME_MAX: usize = 255;
+/// Longest `email`, in characters, after normalising.
+pub const EMAIL_MAX: usize = 255;
+/// Longest `credentialType`, in characters, after trimming.
+pub const CREDENTIAL_TYPE_MAX: usize = 100;
+/// Deepest `metadata` may be; the metadata object itself is level 1.
+pub const METADATA_MAX_DEPTH: usize = 32;
+
+/// One field that failed validation, as reported to the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    /// The request field (`name`, `email`, …, or `body` for the body as a whole).
+    pub field: Cow<'static, str>,
+    /// What is wrong, in words a client developer understands.
+    pub message: Cow<'static, str>,
+}
+
+impl FieldError {
+    /// An error on `field`, saying `message`.
+    pub fn new(field: impl Into<Cow<'static, str>>, message: impl Into<Cow<'static, str>>) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The messages, with the limits they state.
+pub(super) mod message {
+    use std::borrow::Cow;
+
+    pub const REQUIRED: &str = "is required";
+    pub const NOT_A_STRING: &str = "must be a string";
+    pub const EMPTY: &str = "must not be empty";
+    pub const NOT_AN_EMAIL: &str = "must be a valid email address";
+    pub const NOT_A_UUID: &str = "must be a UUID such as 550e8400-e29b-41d4-a716-446655440000";
+    pub const NOT_AN_OBJECT: &str = "must be a JSON object";
+    pub const REPEATED: &str = "must appear only once";
+    pub const NUL: &str = "must not contain the NUL character (\\u0000)";
+
+    /// Longer than `max` characters.
+    pub fn too_long(max: usize) -> Cow<'static, str> {
+        format!("must be at most {max} characters").into()
+    }
+
+    /// Nested deeper than `max` levels.
+    pub fn too_deep(max: usize) -> Cow<'static, str> {
+        format!("must be nested at most {max} levels deep").into()
+    }
+
+    /// A number PostgreSQL's `numeric` cannot hold.
+    pub fn number_out_of_range() -> Cow<'static, str> {
+        use super::{NUMERIC_MAX_DIGITS_BEFORE_POINT as DIGITS, NUMERIC_MAX_SCALE as SCALE};
+        format!(
+            "has a number PostgreSQL cannot store: at most {SCALE} digits after the decimal point, and less than 1e{DIGITS} in magnitude"
+        )
+        .into()
+    }
+}
+
+/// Why a request body was refused. Always a client error (400).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid(pub Vec<FieldError>);
+
+impl From<BodyError> for Invalid {
+    fn from(e: BodyError) -> Self {
+        Invalid(vec![FieldError::new("body", e.message())])
+    }
+}
+
+/// Without surrounding white space, borrowing when it can.
+pub(super) fn trim(s: Cow<'_, str>) -> Cow<'_, str> {
+    match s {
+        Cow::Borrowed(b) => Cow::Borrowed(b.trim()),
+        Cow::Owned(o) if o.trim().len() == o.len() => Cow::Owned(o),
+        Cow::Owned(o) => Cow::Owned(o.trim().to_owned()),
+    }
+}
+
+/// Normalises (trim, lower-case) and checks an email address.
+pub(super) fn email<'a>(raw: Cow<'a, str>, errors: &mut Vec<FieldError>) -> Option<Cow<'a, str>> {
+    let trimmed = trim(raw);
+    let normal = if trimmed.chars().any(char::is_uppercase) {
+        Cow::Owned(trimmed.to_lowercase())
+    } else {
+        trimmed
+    };
+    if normal.is_empty() {
+        errors.push(FieldError::new("email", message::EMPTY));
+        return None;
+    }
+    if normal.chars().count() > EMAIL_MAX {
+        errors.push(FieldError::new("email", message::too_long(EMAIL_MAX)));
+        return None;
+    }
+    if !is_email(&normal) {
+        errors.push(FieldError::new("email", message::NOT_AN_EMAIL));
+        return None;
+    }
+    Some(normal)
+}
+
+/// One `@`, a non-empty local part, a domain with at least one dot and no empty
+/// labels, and no white space anywhere.
+fn is_email(s: &str) -> bool {
+    if s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let mut parts = s.split('@');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(local), Some(domain), None) => {
+            !local.is_empty() && domain.contains('.') && domain.split('.').all(|label| !label.is_empty())
+        }
+        _ => false,
+    }
+}
+
+/// Accepts only the canonical 8-4-4-4-12 form (any case), unlike
+/// `Uuid::parse_str`, which also takes braces, URNs and the bare 32 digits.
+pub(super) fn canonical_uuid(s: &str) -> Option<uuid::Uuid> {
+    let b = s.as_bytes();
+    let dashes_ok = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
+    if dashes_ok {
+        uuid::Uuid::try_parse(s).ok()
+    } else {
+        None
+    }
+}
+
+/// Whether a NUL is anywhere in `v`, keys included: PostgreSQL can store it in
+/// neither text nor JSONB.
+pub(super) fn contains_nul(v: &BorrowedValue<'_>) -> bool {
+    match v {
+        BorrowedValue::String(s) => s.contains('\0'),
+        BorrowedValue::Array(items) => items.iter().any(contains_nul),
+        BorrowedValue::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
+        BorrowedValue::Static(_) => false,
+    }
+}
+
+/// Nesting depth: 0 for a scalar, 1 for an object or array of scalars, and so on.
+pub(super) fn depth(v: &BorrowedValue<'_>) -> usize {
+    match v {
+        BorrowedValue::Array(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        BorrowedValue::Object(map) => 1 + map.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Most digits after the decimal point a `numeric` keeps (`NUMERIC_DSCALE_MAX`).
+const NUMERIC_MAX_SCALE: i64 = 16383;
+/// A `numeric` is less than 10^this in magnitude (`NUMERIC_WEIGHT_MAX`, 32767
+/// base-10000 digits, is 131068 decimal digits before the point, plus the 4 of the first).
+const NUMERIC_MAX_DIGITS_BEFORE_POINT: i64 = 131_072;
+/// PostgreSQL refuses an exponent this large in either direction, even on zero (`INT_MAX / 2`).
+const NUMERIC_MAX_EXPONENT: i64 = 1_073_741_823;
+
+/// Whether PostgreSQL's `numeric`, which `jsonb` stores numbers as, takes the JSON
+/// number literal `t` (see `set_var_from_str` and `make_result` in its numeric.c).
+/// Checked against a real server in issuance's tests/poison.rs.
+pub(super) fn numeric_fits(t: &[u8]) -> bool {
+    let t = t.strip_prefix(b"-").unwrap_or(t);
+    let (mantissa, exponent) = match t.iter().position(|b| matches!(b, b'e' | b'E')) {
+        Some(e) => (&t[..e], &t[e + 1..]),
+        None => (t, &b""[..]),
+    };
+    let (int, frac) = match mantissa.iter().position(|&b| b == b'.') {
+        Some(dot) => (&mantissa[..dot], &mantissa[dot + 1..]),
+        None => (mantissa, &b""[..]),
+    };
+    // Saturating: a thousand-digit exponent is simply "too large".
+    let exponent = {
+        let (negative, digits) = match exponent.split_first() {
+            Some((b'-', d)) => (true, d),
+            Some((b'+', d)) => (false, d),
+            _ => (false, exponent),
+        };
+        let magnitude = digits.iter().fold(0i64, |n, d| {
+            n.saturating_mul(10)
+                .saturating_add(i64::from(d.saturating_sub(b'0')))
+        });
+        if negative {
+            -magnitude
+        } else {
+            magnitude
+        }
+    };
+    if exponent.abs() >= NUMERIC_MAX_EXPONENT {
+        return false;
+    }
+    let frac_digits = i64::try_from(frac.len()).unwrap_or(i64::MAX);
+    if frac_digits.saturating_sub(exponent) > NUMERIC_MAX_SCALE {
+        return false;
+    }
+    // The power of ten of the leading significant digit; zero has none.
+    let leading = if let Some(k) = int.iter().position(|&b| b != b'0') {
+        i64::try_from(int.len() - 1 - k).unwrap_or(i64::MAX)
+    } else if let Some(j) = frac.iter().position(|&b| b != b'0') {
+        -i64::try_from(j + 1).unwrap_or(i64::MAX)
+    } else {
+        return true;
+    };
+    leading.saturating_add(exponent) < NUMERIC_MAX_DIGITS_BEFORE_POINT
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn email_rules() {
+        for good in ["a@b.co", "first.last+tag@sub.example.org", "ü@ä.de"] {
+            assert!(is_email(good), "{good}");
+        }
+        for bad in [
+            "",
+            "ab.co",
+            "a@@b.co",
+            "a@b@c.co",
+            "@b.co",
+            "a@bco",
+            "a@.b.co",
+            "a@b..co",
+            "a@b.co.",
+            "a b@c.co",
+            "a@b.c\u{a0}o",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn numeric_limits_match_postgresql_at_their_edges() {
+        for (literal, fits) in [
+            ("1e131071", true),
+            ("1e131072", false),
+            ("0.01e131073", true),
+            ("0.01e131074", false),
+            ("0e-16383", true),
+            ("0e-16384", false),
+            ("0.000e-16381", false),
+            ("1e-1073741822", false),
+            ("1e99999999999999999999999", false),
+            ("-0", true),
+        ] {
+            assert_eq!(numeric_fits(literal.as_bytes()), fits, "{literal}");
+        }
+    }
+}
