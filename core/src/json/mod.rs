@@ -1,0 +1,9 @@
+//! JSON in and out: [`read`] parses request bodies in place with simd-json and
+//! finds what the parser does not keep (a member's raw text, number literals);
+//! [`write`] writes response bodies straight into a byte buffer.
+
+pub mod read;
+pub mod write;
+
+pub use read::{is_number_literal, numbers, parse_object, top_level_members, BodyError, MAX_BODY_DEPTH};
+pub use write::{object, write_str, ObjectWriter};
