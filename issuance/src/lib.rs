@@ -29,7 +29,7 @@ use tokio_postgres::{Client, Statement};
 /// `$7` is the batch's deadline: `kc_before_deadline` (sql/002) fails the whole
 /// statement if the server gets to a row after it, so a statement that reaches
 /// a frozen server's socket and runs once the requests were answered 503
-/// stores nothing.
+/// stores nothing. The returned columns are read by these names.
 const ISSUE_MANY: &str = "\
 INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
 SELECT id, name, email, credential_type, metadata, $6
@@ -39,7 +39,8 @@ SELECT id, name, email, credential_type, metadata, $6
 ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
 RETURNING id, metadata, issued_at";
 
-/// The credentials that hold any of the given (name, email, credentialType) triples.
+/// The credentials that hold any of the given (name, email, credentialType)
+/// triples. Its columns are read by these names (a cast keeps the name).
 const EXISTING_MANY: &str = "\
 SELECT c.id, c.issued_by::text, c.issued_at, c.name::text, c.email::text, c.credential_type::text
   FROM credentials c
@@ -134,8 +135,11 @@ impl Batch for IssueBatch {
         let mut inserted: HashMap<uuid::Uuid, (Option<&str>, SystemTime)> =
             HashMap::with_capacity(rows.len());
         for row in &rows {
-            let metadata: Option<Jsonb<&str>> = db::column(row, 1)?;
-            inserted.insert(db::column(row, 0)?, (metadata.map(|m| m.0), db::column(row, 2)?));
+            let metadata: Option<Jsonb<&str>> = db::column(row, "metadata")?;
+            inserted.insert(
+                db::column(row, "id")?,
+                (metadata.map(|m| m.0), db::column(row, "issued_at")?),
+            );
         }
 
         // Triples that were taken: find their holders in a new statement.
@@ -153,10 +157,18 @@ impl Batch for IssueBatch {
         let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, SystemTime)> =
             HashMap::with_capacity(holders.len());
         for row in &holders {
-            let key = (db::column(row, 3)?, db::column(row, 4)?, db::column(row, 5)?);
+            let key = (
+                db::column(row, "name")?,
+                db::column(row, "email")?,
+                db::column(row, "credential_type")?,
+            );
             existing.insert(
                 key,
-                (db::column(row, 0)?, db::column(row, 1)?, db::column(row, 2)?),
+                (
+                    db::column(row, "id")?,
+                    db::column(row, "issued_by")?,
+                    db::column(row, "issued_at")?,
+                ),
             );
         }
         Ok(items

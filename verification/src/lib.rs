@@ -18,6 +18,7 @@ use std::time::SystemTime;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, Row, Statement};
 
+/// Every credential whose id is in `$1`. Its columns are read by these names.
 const LOOKUP_MANY: &str = "\
 SELECT id, name, email, credential_type, metadata, issued_by, issued_at
   FROM credentials WHERE id = ANY($1)";
@@ -55,7 +56,7 @@ impl Batch for LookupBatch {
         let rows = conn.client.query(&conn.stmts.lookup, &[&ids]).await?;
         let mut by_id = HashMap::with_capacity(rows.len());
         for row in rows {
-            by_id.insert(db::column::<uuid::Uuid>(&row, 0)?, Arc::new(row));
+            by_id.insert(db::column::<uuid::Uuid>(&row, "id")?, Arc::new(row));
         }
         Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
     }
@@ -90,15 +91,15 @@ impl Endpoint for Verification {
         let verified_at = kc_core::time::rfc3339_millis(SystemTime::now());
         let found = match &row {
             Some(row) => {
-                let metadata: Option<Jsonb<&str>> = db::column(row, 4)?;
+                let metadata: Option<Jsonb<&str>> = db::column(row, "metadata")?;
                 Some(Credential {
                     id: request.id(),
-                    name: db::column(row, 1)?,
-                    email: db::column(row, 2)?,
-                    credential_type: db::column(row, 3)?,
+                    name: db::column(row, "name")?,
+                    email: db::column(row, "email")?,
+                    credential_type: db::column(row, "credential_type")?,
                     metadata: metadata.map(|m| m.0),
-                    issued_by: db::column(row, 5)?,
-                    issued_at: db::column(row, 6)?,
+                    issued_by: db::column(row, "issued_by")?,
+                    issued_at: db::column(row, "issued_at")?,
                 })
             }
             None => None,

@@ -297,10 +297,13 @@ pub async fn connect_once(config: &Config) -> Result<Client, DbError> {
     Ok(client)
 }
 
-/// Reads column `idx` of `row`; a type mismatch is a bug (500), not an outage.
+/// Reads the column named `name` of `row` (as its statement's SQL names it, so
+/// reordering a SELECT cannot mix columns up); a missing column or a type
+/// mismatch is a bug (500), not an outage.
 pub fn column<'a, T: tokio_postgres::types::FromSql<'a>>(
     row: &'a tokio_postgres::Row,
-    idx: usize,
+    name: &str,
 ) -> Result<T, DbError> {
-    row.try_get(idx).map_err(|e| DbError::Other(e.to_string()))
+    row.try_get(name)
+        .map_err(|e| DbError::Other(format!("column {name}: {e}")))
 }
