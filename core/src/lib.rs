@@ -1,10 +1,47 @@
-//! Everything the issuance and verification services share: configuration, the
-//! database pool and migrations, the credential model and its validation, JSON in
-//! and out, and the HTTP plumbing (router, request ids, headers, limits, health,
-//! graceful shutdown, logging).
+//! Everything the issuance and verification services share. A service crate
+//! implements [`Endpoint`] for its one business route (its handler and its
+//! statements) and calls [`app::main`]; everything else is here.
 //!
-//! A service crate implements [`Endpoint`] for its one business route and calls
-//! [`app::main`]; everything else is here.
+//! ## The map
+//!
+//! | file | what it owns |
+//! | --- | --- |
+//! | `app/mod.rs` | the [`Endpoint`] trait a service implements, [`RequestCtx`] |
+//! | `app/cli.rs` | the command line: `serve`, `migrate`, `healthcheck`, `--version` |
+//! | `app/server.rs` | serving on a listener until SIGTERM, then draining; migrations in the background |
+//! | `app/pipeline.rs` | one request's way through the task (below), and [`App`] for in-process callers |
+//! | `config.rs` | every environment variable, parsed and checked once at start-up |
+//! | `http/conn.rs` | accepting connections, the connection cap, keep-alive and slow-client timeouts, graceful shutdown |
+//! | `http/router.rs` | path and method to route (404, 405) |
+//! | `http/request.rs` | the request id, the content type, reading a bounded body (413, 415, 408) |
+//! | `http/response.rs` | [`Reply`], and the headers every response carries (ids, security, CORS) |
+//! | `error.rs` | [`ApiError`], and the one place errors become HTTP statuses and bodies |
+//! | `health.rs` | the health endpoints' answers |
+//! | `json/read.rs`, `json/write.rs` | parsing bodies in place (simd-json); writing bodies into a buffer |
+//! | `model/request.rs` | the two request bodies, read and normalised |
+//! | `model/rules.rs` | the validation rules, their limits and messages |
+//! | `model/credential.rs` | a stored credential as both services return it |
+//! | `db/mod.rs` | the pool (statements prepared per connection, server-side timeouts), [`db::DbError`] |
+//! | `db/batch/` | coalescing: many requests, one statement; admission control (queue bound, waits, shedding) |
+//! | `db/monitor.rs` | whether the database answers: one probe per task, fail-fast while it is down |
+//! | `db/tls.rs`, `db/types.rs` | TLS to the database; JSONB as text |
+//! | `migrate.rs` | the migrations in `sql/`, applied under an advisory lock |
+//! | `logging.rs`, `time.rs` | JSON log lines; RFC 3339 timestamps |
+//!
+//! ## One request
+//!
+//! `http/conn.rs` accepts the connection (or makes room at the cap) and hands
+//! each request to `app/pipeline.rs`, which gives it an id (`http/request.rs`),
+//! routes it (`http/router.rs`), and for the business route reads its body
+//! within the limits and calls the service's [`Endpoint::handle`]. The handler
+//! parses and validates the body (`model/request.rs`, `model/rules.rs`, on
+//! `json/read.rs`) and submits its work to a coalescer (`db/batch/`), which
+//! admits or sheds it, puts it into the next statement on a pooled connection
+//! (`db/mod.rs`), and answers it. The handler writes its reply
+//! (`model/credential.rs`, `json/write.rs`); an error becomes its reply in
+//! `error.rs`; the pipeline adds the common headers (`http/response.rs`) and
+//! writes the access log line (`logging.rs`). Health checks answer from the
+//! monitor (`db/monitor.rs`, `health.rs`) without touching the database.
 
 pub mod app;
 pub mod config;
