@@ -1,12 +1,12 @@
 //! A service's life, one file per concern:
 //!
 //! - here: the [`Endpoint`] a service crate implements, and [`RequestCtx`];
-//! - [`pipeline`]: what happens to one request (routing, limits, health, the
+//! - `pipeline.rs`: what happens to one request (routing, limits, health, the
 //!   endpoint, the common headers, the access log line), and [`App`], the same
 //!   pipeline without a listener for in-process callers;
-//! - [`server`]: serving on a listener until shutdown, migrations in the
+//! - `server.rs`: serving on a listener until shutdown, migrations in the
 //!   background, SIGTERM;
-//! - [`cli`]: the command line (`serve`, `migrate`, `healthcheck`, `--version`).
+//! - `cli.rs`: the command line (`serve`, `migrate`, `healthcheck`, `--version`).
 
 mod cli;
 mod pipeline;

@@ -1,6 +1,6 @@
-//! JSON in and out: [`read`] parses request bodies in place with simd-json and
+//! JSON in and out: [`read`](mod@read) parses request bodies in place with simd-json and
 //! finds what the parser does not keep (a member's raw text, number literals);
-//! [`write`] writes response bodies straight into a byte buffer.
+//! [`write`](mod@write) writes response bodies straight into a byte buffer.
 
 pub mod read;
 pub mod write;
