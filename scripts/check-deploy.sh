@@ -114,76 +114,7 @@ if install_pip cfnlint cfn-lint; then
     done
     # What cfn-lint cannot see across files: every Fn::ImportValue is exported
     # by a stack created before, and the numbers that must agree do.
-    check "stacks chain: each import is exported by an earlier stack" "$PY" - "${STACKS[@]}" <<'PY'
-import json, re, sys
-from cfnlint.decode import decode_str
-
-def load(name):
-    with open(f"deploy/cloudformation/{name}.yml") as f:
-        template, errors = decode_str(f.read())
-    if errors:
-        sys.exit(f"{name}.yml: {errors}")
-    return template
-
-def walk(node):
-    yield node
-    if isinstance(node, dict):
-        for v in node.values():
-            yield from walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from walk(v)
-
-def export_name(value):
-    """'${EnvironmentName}-X' (plain or Fn::Sub) -> 'X'."""
-    if isinstance(value, dict) and "Fn::Sub" in value:
-        value = value["Fn::Sub"]
-    m = re.fullmatch(r"\$\{EnvironmentName\}-(\w+)", value) if isinstance(value, str) else None
-    if not m:
-        sys.exit(f"export/import name not of the form ${{EnvironmentName}}-Name: {value!r}")
-    return m.group(1)
-
-exported, problems = {}, []
-for name in sys.argv[1:]:
-    t = load(name)
-    if t.get("Parameters", {}).get("EnvironmentName", {}).get("Default") != "kube-credential":
-        problems.append(f"{name}.yml: no EnvironmentName parameter defaulting to kube-credential")
-    for node in walk(t.get("Resources", {})):
-        if isinstance(node, dict) and "Fn::ImportValue" in node:
-            imp = export_name(node["Fn::ImportValue"])
-            if imp not in exported:
-                problems.append(f"{name}.yml imports {imp}, which no earlier stack exports")
-    for out in t.get("Outputs", {}).values():
-        if "Export" in out:
-            exported[export_name(out["Export"]["Name"])] = name
-    print(f"{name}.yml: {len(exported)} exports so far")
-
-ecr = load("ecr")
-for repo in ("IssuanceRepository", "VerificationRepository"):
-    text = ecr["Resources"][repo]["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"]["Fn::Sub"]
-    rules = json.loads(text.replace("${ImagesToKeep}", "20"))["rules"]
-    if rules[-1]["selection"] != {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20}:
-        problems.append(f"ecr.yml {repo}: the last lifecycle rule does not keep 20 images")
-
-ecs = load("ecs")
-for td in ("IssuanceTaskDefinition", "VerificationTaskDefinition"):
-    c = ecs["Resources"][td]["Properties"]["ContainerDefinitions"][0]
-    env = {e["Name"]: e["Value"] for e in c["Environment"]}
-    grace = int(env["SHUTDOWN_GRACE_SECONDS"])
-    if not c["StopTimeout"] > grace:
-        problems.append(f"ecs.yml {td}: StopTimeout {c['StopTimeout']} is not above SHUTDOWN_GRACE_SECONDS {grace}")
-    if c["HealthCheck"]["Command"] != ["CMD", "/app/service", "healthcheck"]:
-        problems.append(f"ecs.yml {td}: unexpected container health check")
-    if "WORKER_ID" in env:
-        problems.append(f"ecs.yml {td}: WORKER_ID must stay unset (the hostname names the task)")
-    secrets = {s["Name"] for s in c["Secrets"]}
-    if secrets != {"RDS_CLUSTER_USERNAME", "RDS_CLUSTER_PASSWORD"} or "RDS_CLUSTER_PASSWORD" in env:
-        problems.append(f"ecs.yml {td}: the database credentials must come from Secrets only")
-
-for p in problems:
-    print(p)
-sys.exit(1 if problems else 0)
-PY
+    check "stacks chain: each import is exported by an earlier stack" "$PY" scripts/checks/stacks_chain.py "${STACKS[@]}"
 else
     fail "cfn-lint is not installed and could not be (into target/tools)" "$WORK/pip.log"
 fi
@@ -203,43 +134,8 @@ else
 fi
 # The two checks below read YAML with the venv's PyYAML (cfn-lint brings it too).
 install_pip yaml pyyaml || fail "PyYAML is not installed and could not be (into target/tools)" "$WORK/pip.log"
-check "kustomization.yaml lists every manifest, and each exists" "$PY" - "${MANIFESTS[@]}" <<'PY'
-import sys, yaml
-k = yaml.safe_load(open("deploy/k8s/kustomization.yaml"))
-listed = {"deploy/k8s/" + r for r in k["resources"]}
-present = set(sys.argv[1:])
-for r in sorted(listed - present):
-    print(f"listed but missing: {r}")
-for r in sorted(present - listed):
-    print(f"not listed: {r}")
-sys.exit(1 if listed != present else 0)
-PY
-check "manifests: probes, preStop sleep, grace period, security context" "$PY" - <<'PY'
-import sys, yaml
-cm = yaml.safe_load(open("deploy/k8s/configmap.yaml"))["data"]
-grace = int(cm["SHUTDOWN_GRACE_SECONDS"])
-problems = []
-if "WORKER_ID" in cm:
-    problems.append("configmap: WORKER_ID must stay unset (the pod name names the worker)")
-for svc in ("issuance", "verification"):
-    d = yaml.safe_load(open(f"deploy/k8s/{svc}-deployment.yaml"))
-    spec = d["spec"]["template"]["spec"]
-    c = spec["containers"][0]
-    pause = c["lifecycle"]["preStop"]["sleep"]["seconds"]
-    if spec["terminationGracePeriodSeconds"] <= pause + grace:
-        problems.append(f"{svc}: terminationGracePeriodSeconds is not above preStop {pause} + grace {grace}")
-    if c["livenessProbe"]["httpGet"]["path"] != "/health/live" or c["readinessProbe"]["httpGet"]["path"] != "/health/ready":
-        problems.append(f"{svc}: probes must use /health/live and /health/ready")
-    sc = c["securityContext"]
-    if not (sc["readOnlyRootFilesystem"] and sc["runAsNonRoot"] and sc["runAsUser"] == 65532
-            and sc["capabilities"]["drop"] == ["ALL"] and sc["allowPrivilegeEscalation"] is False):
-        problems.append(f"{svc}: container securityContext is not locked down")
-    if d["spec"]["replicas"] != 3 or c["ports"][0]["containerPort"] != 3000:
-        problems.append(f"{svc}: expected 3 replicas on port 3000")
-for p in problems:
-    print(p)
-sys.exit(1 if problems else 0)
-PY
+check "kustomization.yaml lists every manifest, and each exists" "$PY" scripts/checks/kustomization.py "${MANIFESTS[@]}"
+check "manifests: probes, preStop sleep, grace period, security context" "$PY" scripts/checks/manifests.py
 if command -v kubectl >/dev/null 2>&1; then
     if kubectl kustomize deploy/k8s >"$WORK/rendered.yaml" 2>"$WORK/out"; then
         pass "kubectl kustomize deploy/k8s renders"

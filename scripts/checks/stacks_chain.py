@@ -1,0 +1,74 @@
+"""What cfn-lint cannot see across the CloudFormation stacks: every
+Fn::ImportValue is exported by a stack created before it, and the numbers that
+must agree do (ECR lifecycle, ECS stop timeout vs the shutdown grace, health
+check, secrets). Run by scripts/check-deploy.sh with the venv's Python, from
+the repository root: python stacks_chain.py vpc security-groups ... (in order).
+"""
+import json, re, sys
+from cfnlint.decode import decode_str
+
+def load(name):
+    with open(f"deploy/cloudformation/{name}.yml") as f:
+        template, errors = decode_str(f.read())
+    if errors:
+        sys.exit(f"{name}.yml: {errors}")
+    return template
+
+def walk(node):
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+def export_name(value):
+    """'${EnvironmentName}-X' (plain or Fn::Sub) -> 'X'."""
+    if isinstance(value, dict) and "Fn::Sub" in value:
+        value = value["Fn::Sub"]
+    m = re.fullmatch(r"\$\{EnvironmentName\}-(\w+)", value) if isinstance(value, str) else None
+    if not m:
+        sys.exit(f"export/import name not of the form ${{EnvironmentName}}-Name: {value!r}")
+    return m.group(1)
+
+exported, problems = {}, []
+for name in sys.argv[1:]:
+    t = load(name)
+    if t.get("Parameters", {}).get("EnvironmentName", {}).get("Default") != "kube-credential":
+        problems.append(f"{name}.yml: no EnvironmentName parameter defaulting to kube-credential")
+    for node in walk(t.get("Resources", {})):
+        if isinstance(node, dict) and "Fn::ImportValue" in node:
+            imp = export_name(node["Fn::ImportValue"])
+            if imp not in exported:
+                problems.append(f"{name}.yml imports {imp}, which no earlier stack exports")
+    for out in t.get("Outputs", {}).values():
+        if "Export" in out:
+            exported[export_name(out["Export"]["Name"])] = name
+    print(f"{name}.yml: {len(exported)} exports so far")
+
+ecr = load("ecr")
+for repo in ("IssuanceRepository", "VerificationRepository"):
+    text = ecr["Resources"][repo]["Properties"]["LifecyclePolicy"]["LifecyclePolicyText"]["Fn::Sub"]
+    rules = json.loads(text.replace("${ImagesToKeep}", "20"))["rules"]
+    if rules[-1]["selection"] != {"tagStatus": "any", "countType": "imageCountMoreThan", "countNumber": 20}:
+        problems.append(f"ecr.yml {repo}: the last lifecycle rule does not keep 20 images")
+
+ecs = load("ecs")
+for td in ("IssuanceTaskDefinition", "VerificationTaskDefinition"):
+    c = ecs["Resources"][td]["Properties"]["ContainerDefinitions"][0]
+    env = {e["Name"]: e["Value"] for e in c["Environment"]}
+    grace = int(env["SHUTDOWN_GRACE_SECONDS"])
+    if not c["StopTimeout"] > grace:
+        problems.append(f"ecs.yml {td}: StopTimeout {c['StopTimeout']} is not above SHUTDOWN_GRACE_SECONDS {grace}")
+    if c["HealthCheck"]["Command"] != ["CMD", "/app/service", "healthcheck"]:
+        problems.append(f"ecs.yml {td}: unexpected container health check")
+    if "WORKER_ID" in env:
+        problems.append(f"ecs.yml {td}: WORKER_ID must stay unset (the hostname names the task)")
+    secrets = {s["Name"] for s in c["Secrets"]}
+    if secrets != {"RDS_CLUSTER_USERNAME", "RDS_CLUSTER_PASSWORD"} or "RDS_CLUSTER_PASSWORD" in env:
+        problems.append(f"ecs.yml {td}: the database credentials must come from Secrets only")
+
+for p in problems:
+    print(p)
+sys.exit(1 if problems else 0)
