@@ -42,37 +42,11 @@ already set in the environment win; values are never printed):
 HELP
 }
 
-
-
-
-
-DRY_RUN=""
-WAIT=""
-SERVICE=""
-for arg in "$@"; do
-    case "$arg" in
-        --dry-run | -n) DRY_RUN=1 ;;
-        --wait | -w) WAIT=1 ;;
-        --help | -h)
-            usage
-            exit 0
-            ;;
-        -*) die "unknown option: $arg (try --help)" 2 ;;
-        *)
-            [ -z "$SERVICE" ] || die "only one SERVICE may be given (got '$SERVICE' and '$arg')" 2
-            SERVICE=$arg
-            ;;
-    esac
-done
-require_service "$SERVICE"
-
+CLI_ALLOW_WAIT=1
+parse_service_args "$@"
 load_env_file "${ENV_FILE:-$ROOT/.env}"
-
-[ -n "${AWS_REGION:-}" ] || die "missing variable(s): AWS_REGION (set it in the environment or in .env; see --help)"
-[[ $AWS_REGION =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || die "AWS_REGION is not a region name such as eu-west-1 (got '$AWS_REGION')"
-if [ -n "${AWS_ACCOUNT_ID:-}" ] && ! [[ $AWS_ACCOUNT_ID =~ ^[0-9]{12}$ ]]; then
-    die "AWS_ACCOUNT_ID must be 12 digits (got '$AWS_ACCOUNT_ID')"
-fi
+require_vars AWS_REGION
+check_aws_names
 if [ -z "$DRY_RUN" ]; then
     command -v aws >/dev/null 2>&1 || die "missing tool: aws (the AWS CLI) is not installed or not on PATH"
 fi

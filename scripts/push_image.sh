@@ -39,43 +39,16 @@ already set in the environment win; values are never printed):
 HELP
 }
 
-
-
-
-
 # Shows, then (unless --dry-run) runs, one command.
 run() {
     show "$@"
     [ -n "$DRY_RUN" ] || "$@"
 }
 
-DRY_RUN=""
-SERVICE=""
-for arg in "$@"; do
-    case "$arg" in
-        --dry-run | -n) DRY_RUN=1 ;;
-        --help | -h)
-            usage
-            exit 0
-            ;;
-        -*) die "unknown option: $arg (try --help)" 2 ;;
-        *)
-            [ -z "$SERVICE" ] || die "only one SERVICE may be given (got '$SERVICE' and '$arg')" 2
-            SERVICE=$arg
-            ;;
-    esac
-done
-require_service "$SERVICE"
-
+parse_service_args "$@"
 load_env_file "${ENV_FILE:-$ROOT/.env}"
-
-missing=()
-for var in AWS_REGION AWS_ACCOUNT_ID; do
-    [ -n "${!var:-}" ] || missing+=("$var")
-done
-[ ${#missing[@]} -eq 0 ] || die "missing variable(s): ${missing[*]} (set them in the environment or in .env; see --help)"
-[[ $AWS_REGION =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || die "AWS_REGION is not a region name such as eu-west-1 (got '$AWS_REGION')"
-[[ $AWS_ACCOUNT_ID =~ ^[0-9]{12}$ ]] || die "AWS_ACCOUNT_ID must be 12 digits (got '$AWS_ACCOUNT_ID')"
+require_vars AWS_REGION AWS_ACCOUNT_ID
+check_aws_names
 
 if [ -z "$DRY_RUN" ]; then
     need=(aws docker)

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # Shared by the deployment scripts (push_image.sh, deploy_ecs.sh, tunnel.sh):
-# errors, .env loading that never prints values, and echoing commands for
-# --dry-run. Each script sets PROG before using these.
+# errors, the command line of the two SERVICE scripts, .env loading that never
+# prints values, the checks of required variables, and echoing commands for
+# --dry-run. Each script sets PROG and defines usage before using these.
 
 die() {
     printf '%s: error: %s\n' "$PROG" "$1" >&2
@@ -55,4 +56,57 @@ require_service() {
         issuance | verification) ;;
         *) die "SERVICE must be issuance or verification (got '$1')" 2 ;;
     esac
+}
+
+# The command line of push_image.sh and deploy_ecs.sh: --dry-run (-n) sets
+# DRY_RUN=1; --wait (-w) sets WAIT=1 where the script allows it
+# (CLI_ALLOW_WAIT=1); --help (-h) prints the script's usage and exits 0; one
+# SERVICE, issuance or verification, sets SERVICE. Anything else exits 2.
+# shellcheck disable=SC2034 # DRY_RUN and WAIT are read by the calling script
+parse_service_args() {
+    DRY_RUN=""
+    WAIT=""
+    SERVICE=""
+    local arg
+    for arg in "$@"; do
+        case "$arg" in
+            --dry-run | -n) DRY_RUN=1 ;;
+            --wait | -w)
+                [ -n "${CLI_ALLOW_WAIT:-}" ] || die "unknown option: $arg (try --help)" 2
+                WAIT=1
+                ;;
+            --help | -h)
+                usage
+                exit 0
+                ;;
+            -*) die "unknown option: $arg (try --help)" 2 ;;
+            *)
+                [ -z "$SERVICE" ] || die "only one SERVICE may be given (got '$SERVICE' and '$arg')" 2
+                SERVICE=$arg
+                ;;
+        esac
+    done
+    require_service "$SERVICE"
+}
+
+# Exits unless every named variable is set and non-empty, naming the missing ones.
+require_vars() {
+    local var missing=()
+    for var in "$@"; do
+        [ -n "${!var:-}" ] || missing+=("$var")
+    done
+    case ${#missing[@]} in
+        0) return 0 ;;
+        1) die "missing variable(s): ${missing[0]} (set it in the environment or in .env; see --help)" ;;
+        *) die "missing variable(s): ${missing[*]} (set them in the environment or in .env; see --help)" ;;
+    esac
+}
+
+# Exits unless AWS_REGION looks like a region name, and AWS_ACCOUNT_ID, when
+# set, like an account id.
+check_aws_names() {
+    [[ $AWS_REGION =~ ^[a-z]{2}(-[a-z]+)+-[0-9]+$ ]] || die "AWS_REGION is not a region name such as eu-west-1 (got '$AWS_REGION')"
+    if [ -n "${AWS_ACCOUNT_ID:-}" ] && ! [[ $AWS_ACCOUNT_ID =~ ^[0-9]{12}$ ]]; then
+        die "AWS_ACCOUNT_ID must be 12 digits (got '$AWS_ACCOUNT_ID')"
+    fi
 }
