@@ -262,7 +262,6 @@ async fn past_the_queue_bound_requests_get_503_at_once_and_are_never_sent() {
 async fn at_max_connections_a_new_one_waits_until_an_idle_one_is_reclaimed() {
     // No test client: every connection here is the test's own.
     let app = kc_testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
-    const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut idle = Vec::new();
     for _ in 0..2 {
         let mut c = tokio::net::TcpStream::connect(app.addr).await.unwrap();
@@ -270,15 +269,8 @@ async fn at_max_connections_a_new_one_waits_until_an_idle_one_is_reclaimed() {
         idle.push(c);
     }
     let started = Instant::now();
-    let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    waiting.write_all(LIVE.as_bytes()).await.unwrap();
+    let mut waiting = past_the_cap(&app).await;
     let mut head = [0u8; 12];
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut head))
-            .await
-            .is_err(),
-        "answered past MAX_CONNECTIONS"
-    );
     // Nobody sends on the two: one idle for RECLAIM_IDLE is closed to make room.
     tokio::time::timeout(Duration::from_secs(3), waiting.read_exact(&mut head))
         .await
@@ -299,6 +291,24 @@ async fn at_max_connections_a_new_one_waits_until_an_idle_one_is_reclaimed() {
     }
     assert!(closed >= 1, "no idle connection was closed");
 }
+
+/// Opens a connection past the task's cap and sends a request on it; checks it
+/// is held (in the kernel's backlog, or waiting for a slot), not answered.
+async fn past_the_cap(app: &TestApp) -> tokio::net::TcpStream {
+    let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    waiting.write_all(LIVE.as_bytes()).await.unwrap();
+    let mut head = [0u8; 12];
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut head))
+            .await
+            .is_err(),
+        "answered past MAX_CONNECTIONS"
+    );
+    waiting
+}
+
+/// A keep-alive request for the liveness check.
+const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
 
 /// Sends `request` on `stream` and reads one whole response (head and
 /// Content-Length body); returns it as text, head lower-cased.
@@ -332,7 +342,6 @@ async fn exchange(stream: &mut tokio::net::TcpStream, request: &str) -> String {
 async fn at_max_connections_responses_close_their_connection_so_waiting_ones_get_in() {
     // No test client: every connection here is the test's own.
     let app = kc_testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "2")]).await;
-    const LIVE: &str = "GET /health/live HTTP/1.1\r\nHost: t\r\n\r\n";
     let mut first = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     assert!(exchange(&mut first, LIVE).await.starts_with("http/1.1 200"));
     let mut second = tokio::net::TcpStream::connect(app.addr).await.unwrap();
@@ -341,15 +350,8 @@ async fn at_max_connections_responses_close_their_connection_so_waiting_ones_get
         !answer.contains("connection: close"),
         "closed below the cap: {answer}"
     );
-    // Past the cap: held in the backlog.
-    let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    waiting.write_all(LIVE.as_bytes()).await.unwrap();
+    let mut waiting = past_the_cap(&app).await;
     let mut head = [0u8; 12];
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), waiting.read_exact(&mut head))
-            .await
-            .is_err()
-    );
     // A busy keep-alive connection at the cap is told to close after its response...
     let started = Instant::now();
     let answer = exchange(&mut first, LIVE).await;
