@@ -12,6 +12,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 pub struct Config {
     /// TCP port to listen on (`PORT`, default 3000; 0 picks a free one).
     pub port: u16,
+    /// TCP port of `GET /metrics` (`METRICS_PORT`, default 9464; 0 picks a free one), on
+    /// `BIND_ADDR` too: a port the load balancer does not forward.
+    pub metrics_port: u16,
     /// Address to bind (`BIND_ADDR`, default `0.0.0.0`).
     pub bind_addr: std::net::IpAddr,
     /// Who answers: `WORKER_ID`, else the machine's hostname.
@@ -116,6 +119,7 @@ impl Config {
         let (db, db_tls) = database(&get, db_connect_timeout)?;
         Ok(Config {
             port: parse(&get, "PORT", 3000u16, 0..=65535)?,
+            metrics_port: parse(&get, "METRICS_PORT", 9464u16, 0..=65535)?,
             bind_addr: parse_with(
                 &get,
                 "BIND_ADDR",

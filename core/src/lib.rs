@@ -26,6 +26,7 @@
 //! | `db/monitor.rs` | whether the database answers: one probe per task, fail-fast while it is down |
 //! | `db/tls.rs`, `db/types.rs` | TLS to the database; JSONB as text |
 //! | `migrate.rs` | the migrations in `sql/`, applied under an advisory lock |
+//! | `metrics.rs` | what a task counts (`db/metrics.rs` for the database layer), exposed on `METRICS_PORT` |
 //! | `logging.rs`, `time.rs` | JSON log lines; RFC 3339 timestamps |
 //!
 //! ## One request
@@ -51,6 +52,7 @@ pub mod health;
 pub mod http;
 pub mod json;
 pub mod logging;
+pub mod metrics;
 pub mod migrate;
 pub mod model;
 pub mod time;

@@ -37,6 +37,7 @@ impl Task {
             .env("BIND_ADDR", "127.0.0.1")
             .env("WORKER_ID", format!("fault-{name}"))
             .env("DB_SSLMODE", "disable")
+            .env("METRICS_PORT", "0")
             .env("LOG_FORMAT", "json")
             .envs(vars.iter().copied())
             .stdin(Stdio::null())

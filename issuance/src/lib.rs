@@ -9,7 +9,7 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
+use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
 use kc_core::model::{Credential, NewCredential};
@@ -214,7 +214,7 @@ impl Endpoint for Issuance {
             worker_id: config.worker_id.clone(),
         };
         Issuance {
-            batches: Coalescer::new(pool.clone(), pool.monitor().clone(), batch, Limits::new(config)),
+            batches: Coalescer::on_pool(&pool, batch, config),
         }
     }
 

@@ -256,6 +256,12 @@ async fn past_the_queue_bound_requests_get_503_at_once_and_are_never_sent() {
         }
     }
     assert_eq!(created, 3, "one in flight and two queued");
+    // Counted as shed, by reason.
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(r#"db_shed_requests_total{reason="queue_full"} 7"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

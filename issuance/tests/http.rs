@@ -258,3 +258,80 @@ async fn a_client_too_slow_to_send_its_body_gets_408() {
         String::from_utf8_lossy(&reply)
     );
 }
+
+/// The value of the series `series` (name and labels as exposed), if present.
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| {
+        line.strip_prefix(series)
+            .and_then(|rest| rest.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+    })
+}
+
+#[tokio::test]
+async fn metrics_count_requests_statements_the_pool_and_the_process() {
+    let app = spawn_app::<Issuance>().await;
+    let good = json!({ "name": "m", "email": "m@example.com", "credentialType": "t" });
+    assert_eq!(app.post_json(PATH, &good).await.status, 201);
+    assert_eq!(app.post_json(PATH, &good).await.status, 409);
+    assert_eq!(app.post_json(PATH, &json!({})).await.status, 400);
+    assert_eq!(app.get("/nope").await.status, 404);
+    let m = app.metrics().await;
+    let requests = |status: u16| {
+        sample(
+            &m,
+            &format!(
+                r#"http_server_request_duration_seconds_count{{http_route="{PATH}",http_request_method="POST",http_response_status_code="{status}"}}"#
+            ),
+        )
+    };
+    assert_eq!(
+        (requests(201), requests(409), requests(400)),
+        (Some(1.0), Some(1.0), Some(1.0)),
+        "{m}"
+    );
+    // An unknown path has no route: the label set stays bounded.
+    assert_eq!(
+        sample(
+            &m,
+            r#"http_server_request_duration_seconds_count{http_route="",http_request_method="GET",http_response_status_code="404"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(sample(&m, "http_server_active_requests"), Some(0.0));
+    // The 400 never reached the database: two statements, one request each.
+    assert_eq!(sample(&m, "db_client_operations_total"), Some(2.0));
+    assert_eq!(sample(&m, "db_batch_size_count"), Some(2.0));
+    assert_eq!(sample(&m, "db_batch_size_sum"), Some(2.0));
+    assert_eq!(
+        sample(&m, "db_client_operation_duration_seconds_count"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&m, "db_queue_wait_seconds_count"), Some(2.0));
+    assert_eq!(sample(&m, "db_queue_depth"), Some(0.0));
+    assert_eq!(
+        sample(&m, r#"db_shed_requests_total{reason="queue_full"}"#),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&m, r#"db_client_operation_errors_total{error_type="down"}"#),
+        Some(0.0)
+    );
+    assert_eq!(sample(&m, "db_client_connection_max"), Some(8.0));
+    let used = sample(
+        &m,
+        r#"db_client_connection_count{db_client_connection_state="used"}"#,
+    );
+    let idle = sample(
+        &m,
+        r#"db_client_connection_count{db_client_connection_state="idle"}"#,
+    );
+    assert!(matches!((used, idle), (Some(u), Some(i)) if u + i >= 1.0), "{m}");
+    assert_eq!(sample(&m, "db_up"), Some(1.0));
+    assert!(
+        sample(&m, "process_resident_memory_bytes").is_some_and(|b| b > 1e6),
+        "{m}"
+    );
+    assert!(sample(&m, "process_open_fds").is_some_and(|n| n > 0.0), "{m}");
+    assert!(sample(&m, "process_cpu_seconds_total").is_some(), "{m}");
+}

@@ -13,6 +13,7 @@ fn command(db: &TestDb) -> Command {
     cmd.env_clear()
         .env("DATABASE_URL", db.url())
         .env("PORT", "0")
+        .env("METRICS_PORT", "0")
         .env("BIND_ADDR", "127.0.0.1")
         .env("WORKER_ID", "process-test")
         .env("LOG_FORMAT", "json")
@@ -128,6 +129,75 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     assert_eq!(status.code(), Some(0));
     let stored = db.count_credentials().await;
     assert_eq!(stored, 1);
+}
+
+/// Reads log lines until `found` picks one; panics after 5 s.
+async fn find_line<T>(
+    logs: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    found: impl Fn(&serde_json::Value) -> Option<T>,
+) -> T {
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(line) = logs.next_line().await.unwrap() {
+            let log: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
+            if let Some(it) = found(&log) {
+                return it;
+            }
+        }
+        panic!("the log ended");
+    })
+    .await
+    .expect("no such log line")
+}
+
+#[tokio::test]
+async fn access_lines_carry_the_trace_id_and_metrics_have_a_port_of_their_own() {
+    let db = TestDb::new().await;
+    let (_child, addr, mut logs) = start(&db).await;
+    let metrics: std::net::SocketAddr = find_line(&mut logs, |log| {
+        (log["message"] == "serving /metrics").then(|| log["addr"].as_str().unwrap().parse().unwrap())
+    })
+    .await;
+    wait_healthy(addr).await;
+
+    let root = "1-5759e988-bd862e3fe1be46a994272793";
+    http(
+        addr,
+        &format!("GET /health/live HTTP/1.1\r\nHost: x\r\nX-Amzn-Trace-Id: Root={root};Sampled=1\r\nX-Request-Id: alb-1\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    http(
+        addr,
+        "GET /health/live HTTP/1.1\r\nHost: x\r\ntraceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\nX-Request-Id: w3c-1\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    for (request_id, trace_id) in [("alb-1", root), ("w3c-1", "4bf92f3577b34da6a3ce929d0e0e4736")] {
+        let line = find_line(&mut logs, |log| {
+            (log["target"] == "access" && log["request_id"] == request_id).then(|| log.clone())
+        })
+        .await;
+        assert_eq!(line["trace_id"], trace_id, "{line}");
+        assert_eq!(line["path"], "/health/live");
+    }
+
+    // /metrics answers on its own port, and not on the service's.
+    let scrape = http(
+        metrics,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
+    assert!(scrape.contains("application/openmetrics-text"), "{scrape}");
+    assert!(
+        scrape.contains(r#"http_server_request_duration_seconds_count{http_route="/health/live",http_request_method="GET",http_response_status_code="200"} 2"#),
+        "{scrape}"
+    );
+    assert!(scrape.contains("process_resident_memory_bytes "), "{scrape}");
+    let public = http(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(public.starts_with("HTTP/1.1 404"), "{public}");
 }
 
 #[tokio::test]

@@ -25,6 +25,8 @@ static WORKERS: AtomicUsize = AtomicUsize::new(1);
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Where it serves `GET /metrics`.
+    pub metrics_addr: SocketAddr,
     /// Its database schema.
     pub db: Arc<TestDb>,
     /// Its `WORKER_ID`.
@@ -66,9 +68,19 @@ pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestA
         .await
         .expect("bind an ephemeral port");
     let addr = listener.local_addr().expect("local address");
-    let task = tokio::spawn(serve::<E>(config, listener, std::future::pending()));
+    let metrics = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind an ephemeral port for /metrics");
+    let metrics_addr = metrics.local_addr().expect("local address");
+    let task = tokio::spawn(serve::<E>(
+        config,
+        listener,
+        Some(metrics),
+        std::future::pending(),
+    ));
     TestApp {
         addr,
+        metrics_addr,
         db,
         worker_id,
         task,
@@ -137,6 +149,21 @@ impl TestApp {
             headers: parts.headers,
             body,
         }
+    }
+
+    /// The task's `GET /metrics`, as text.
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://{}/metrics", self.metrics_addr);
+        let req = Request::get(url).body(Full::default()).expect("request");
+        let response = self.client.request(req).await.expect("scrape /metrics");
+        assert_eq!(response.status(), StatusCode::OK, "GET /metrics");
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("read /metrics")
+            .to_bytes();
+        String::from_utf8_lossy(&body).into_owned()
     }
 
     /// POSTs `body` as JSON.

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
+use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
 use kc_core::model::{Credential, VerifyRequest};
@@ -75,12 +75,7 @@ impl Endpoint for Verification {
 
     fn new(pool: Pool<VerifyStatements>, config: &Config) -> Self {
         Verification {
-            batches: Coalescer::new(
-                pool.clone(),
-                pool.monitor().clone(),
-                LookupBatch,
-                Limits::new(config),
-            ),
+            batches: Coalescer::on_pool(&pool, LookupBatch, config),
         }
     }
 

@@ -71,7 +71,16 @@ pub fn main<E: Endpoint>() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        serve::<E>(config, listener, shutdown_signal()).await;
+        // Metrics are not what the task is for: without their port it still serves.
+        let metrics_addr = std::net::SocketAddr::new(config.bind_addr, config.metrics_port);
+        let metrics = match TcpListener::bind(metrics_addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::error!(target: "startup", addr:% = metrics_addr, error:% = e; "cannot listen for /metrics (METRICS_PORT); serving without metrics");
+                None
+            }
+        };
+        serve::<E>(config, listener, metrics, shutdown_signal()).await;
         ExitCode::SUCCESS
     })
 }

@@ -10,10 +10,13 @@ use crate::error::ApiError;
 use crate::health;
 use crate::http::router::{Route, Router};
 use crate::http::{self, CommonHeaders, Reply};
+use crate::logging::{self, Access};
+use crate::metrics::{method_label, HttpLabels, Metrics, RouteLabel};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
 use hyper::{Request, Response, StatusCode};
+use prometheus_client::metrics::gauge::Gauge;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +25,7 @@ use std::time::Instant;
 pub(super) struct Shared<E: Endpoint> {
     pub(super) endpoint: E,
     pub(super) pool: Pool<E::Statements>,
+    pub(super) metrics: Arc<Metrics>,
     pub(super) config: Config,
     pub(super) router: Router,
     pub(super) headers: CommonHeaders,
@@ -39,7 +43,9 @@ impl<E: Endpoint> Shared<E> {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let started = Instant::now();
+        let _active = Active::new(&self.metrics.active);
         let request_id = http::request_id(&req);
+        let trace_id = http::trace_id(&req);
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(hyper::header::ORIGIN).cloned();
@@ -52,24 +58,24 @@ impl<E: Endpoint> Shared<E> {
         };
         let status = reply.status.as_u16();
         let response = self.headers.respond(reply, &request_id, origin.as_ref());
-        macro_rules! access {
-            ($($extra:tt)*) => {
-                log::info!(
-                    target: "access",
-                    request_id = request_id.as_str(),
-                    method = method.as_str(),
-                    path = path.as_str(),
-                    status = status,
-                    duration_ms = (started.elapsed().as_micros() as f64) / 1000.0
-                    $($extra)*;
-                    "request"
-                )
-            };
-        }
-        match shed {
-            None => access!(),
-            Some(why) => access!(, shed = why.as_str()),
-        }
+        let elapsed = started.elapsed();
+        self.metrics.observe(
+            &HttpLabels {
+                http_route: RouteLabel(self.router.template(&path).unwrap_or_else(|| Arc::from(""))),
+                http_request_method: method_label(&method),
+                http_response_status_code: status,
+            },
+            elapsed.as_secs_f64(),
+        );
+        logging::access(&Access {
+            request_id: &request_id,
+            trace_id: trace_id.as_deref(),
+            method: method.as_str(),
+            path: &path,
+            status,
+            duration_ms: elapsed.as_micros() as f64 / 1000.0,
+            shed: shed.map(|s| s.as_str()),
+        });
         response
     }
 
@@ -127,10 +133,16 @@ impl<E: Endpoint> Shared<E> {
 
 impl<E: Endpoint> Shared<E> {
     pub(super) fn new(config: Config) -> Self {
-        let pool = Pool::<E::Statements>::new(&config);
+        let mut metrics = Metrics::new();
+        let pool = Pool::<E::Statements>::new(&config, metrics.db.clone());
+        metrics.watch_database(pool.monitor().clone(), config.db_pool_size, {
+            let pool = pool.clone();
+            move || pool.connections()
+        });
         Shared {
             endpoint: E::new(pool.clone(), &config),
             pool,
+            metrics: Arc::new(metrics),
             router: Router::new(E::SERVICE, E::PATH),
             headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
             started: Instant::now(),
@@ -159,5 +171,22 @@ impl<E: Endpoint> App<E> {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         self.0.clone().handle(req).await
+    }
+}
+
+/// Counts a request as in flight for as long as it lives, however it ends
+/// (a dropped future included).
+struct Active<'a>(&'a Gauge);
+
+impl<'a> Active<'a> {
+    fn new(gauge: &'a Gauge) -> Self {
+        gauge.inc();
+        Active(gauge)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

@@ -6,16 +6,28 @@ use super::Endpoint;
 use crate::config::Config;
 use crate::db;
 use crate::http;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::HeaderValue;
+use hyper::Response;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 
 /// Serves `E` on `listener` until `shutdown` resolves, then drains: readiness
 /// turns to 503, no new connections are accepted, in-flight requests finish
-/// (within `SHUTDOWN_GRACE_SECONDS`), and the pool is closed.
-pub async fn serve<E: Endpoint>(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+/// (within `SHUTDOWN_GRACE_SECONDS`), and the pool is closed. `GET /metrics` is
+/// served on `metrics` (when given) until the draining is over.
+pub async fn serve<E: Endpoint>(
+    config: Config,
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) {
     let shared = Arc::new(Shared::<E>::new(config));
     let migrations = shared.config.run_migrations.then(|| {
         let shared = shared.clone();
@@ -51,13 +63,60 @@ pub async fn serve<E: Endpoint>(config: Config, listener: TcpListener, shutdown:
         let shared = shared.clone();
         move |req| shared.clone().handle(req)
     };
-    http::serve_connections(listener, timeouts, handler, on_shutdown).await;
+    let (drained, stop_metrics) = tokio::sync::watch::channel(false);
+    let api = async {
+        http::serve_connections(listener, timeouts, handler, on_shutdown).await;
+        drained.send_replace(true);
+    };
+    let scrape = async {
+        if let Some(metrics) = metrics {
+            serve_metrics(metrics, shared.metrics.clone(), stop_metrics).await;
+        }
+    };
+    tokio::join!(api, scrape);
     if let Some(task) = migrations {
         task.abort();
     }
     // Dropping the last handles closes the pool's connections.
     drop(shared);
     log::info!(target: "shutdown", "shutdown complete");
+}
+
+/// `GET /metrics` (the Prometheus text format) on its own listener until `stop`
+/// turns true; any other path is a 404.
+async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, mut stop: watch::Receiver<bool>) {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    log::info!(target: "startup", addr = addr.as_str(); "serving /metrics");
+    let timeouts = http::Timeouts {
+        header: Duration::from_secs(10),
+        keep_alive: Duration::from_secs(75),
+        grace: Duration::from_secs(1),
+        // Scrapers, not clients: a few connections are plenty.
+        max_connections: 16,
+    };
+    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+        let metrics = metrics.clone();
+        async move {
+            let mut response = if req.uri().path() == "/metrics" {
+                let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
+                r.headers_mut().insert(
+                    hyper::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+                );
+                r
+            } else {
+                Response::new(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
+            };
+            if req.uri().path() != "/metrics" {
+                *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+            }
+            response
+        }
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    http::serve_connections(listener, timeouts, handler, stopped).await;
 }
 
 /// Applies migrations, retrying while the database is unreachable: a task

@@ -5,10 +5,12 @@
 //! 503, 400 or 500.
 
 pub mod batch;
+pub mod metrics;
 pub mod monitor;
 pub mod tls;
 mod types;
 
+pub use metrics::DbMetrics;
 pub use monitor::Monitor;
 pub use tls::{SslMode, TlsSettings};
 pub use types::Jsonb;
@@ -19,6 +21,7 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
@@ -108,6 +111,7 @@ impl ErrorSink<tokio_postgres::Error> for Sink {
 pub struct Pool<S: Statements> {
     inner: bb8::Pool<Manager<S>>,
     monitor: Monitor,
+    metrics: Arc<DbMetrics>,
 }
 
 impl<S: Statements> Clone for Pool<S> {
@@ -115,6 +119,7 @@ impl<S: Statements> Clone for Pool<S> {
         Pool {
             inner: self.inner.clone(),
             monitor: self.monitor.clone(),
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -138,7 +143,8 @@ fn with_server_timeouts(config: &Config) -> tokio_postgres::Config {
 impl<S: Statements> Pool<S> {
     /// Builds the pool without connecting, and starts the database's monitor: a
     /// task starts, and serves health checks, even while the database is down.
-    pub fn new(config: &Config) -> Self {
+    /// What the database layer does is counted in `metrics`.
+    pub fn new(config: &Config, metrics: Arc<DbMetrics>) -> Self {
         let monitor = Monitor::start(config);
         let manager = Manager {
             inner: PostgresConnectionManager::new(
@@ -157,12 +163,27 @@ impl<S: Statements> Pool<S> {
             .max_lifetime(Some(Duration::from_secs(1800)))
             .error_sink(Box::new(Sink(monitor.clone())))
             .build_unchecked(manager);
-        Pool { inner, monitor }
+        Pool {
+            inner,
+            monitor,
+            metrics,
+        }
     }
 
     /// The monitor of the database behind this pool.
     pub fn monitor(&self) -> &Monitor {
         &self.monitor
+    }
+
+    /// What the database layer counts.
+    pub fn metrics(&self) -> &Arc<DbMetrics> {
+        &self.metrics
+    }
+
+    /// Connections open now, and how many of them are idle.
+    pub fn connections(&self) -> (u32, u32) {
+        let state = self.inner.state();
+        (state.connections, state.idle_connections)
     }
 }
 

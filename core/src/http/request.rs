@@ -21,6 +21,48 @@ pub fn request_id<B>(req: &Request<B>) -> String {
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
 }
 
+/// The trace id the request came with, for the logs: the `Root` of the ALB's
+/// `X-Amzn-Trace-Id` (`1-<8 hex>-<24 hex>`), else the trace id of a W3C
+/// `traceparent` (32 hex). Anything malformed is ignored.
+pub fn trace_id<B>(req: &Request<B>) -> Option<String> {
+    let header = |name| req.headers().get(name).and_then(|v| v.to_str().ok());
+    header("x-amzn-trace-id")
+        .and_then(amzn_root)
+        .or_else(|| header("traceparent").and_then(traceparent_id))
+        .map(str::to_owned)
+}
+
+/// `Root=1-5759e988-bd862e3fe1be46a994272793;Parent=…;Sampled=1` → the Root.
+fn amzn_root(value: &str) -> Option<&str> {
+    let root = value
+        .split(';')
+        .find_map(|part| part.trim().strip_prefix("Root="))?;
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match root.split('-').collect::<Vec<_>>()[..] {
+        ["1", time, id] if hex(time, 8) && hex(id, 24) => Some(root),
+        _ => None,
+    }
+}
+
+/// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>` → the trace id (not all zeros).
+fn traceparent_id(value: &str) -> Option<&str> {
+    let lower_hex =
+        |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match value.trim().split('-').collect::<Vec<_>>()[..] {
+        [version, id, parent, flags]
+            if lower_hex(version, 2)
+                && version != "ff"
+                && lower_hex(id, 32)
+                && id.bytes().any(|b| b != b'0')
+                && lower_hex(parent, 16)
+                && lower_hex(flags, 2) =>
+        {
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
 /// Checks the content type and reads the whole body, refusing more than
 /// `limit` bytes (413) and clients slower than `timeout` (408).
 pub async fn read_body<B>(req: Request<B>, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
@@ -60,6 +102,57 @@ mod tests {
     fn with_id(id: &[u8]) -> String {
         let req = Request::builder().header("x-request-id", id).body(()).unwrap();
         request_id(&req)
+    }
+
+    fn trace(headers: &[(&str, &str)]) -> Option<String> {
+        let mut req = Request::builder();
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        trace_id(&req.body(()).unwrap())
+    }
+
+    #[test]
+    fn trace_ids_come_from_the_alb_header_else_from_traceparent() {
+        let root = "1-5759e988-bd862e3fe1be46a994272793";
+        let amzn =
+            format!("Self=1-67891234-12456789abcdef012345678;Root={root};Parent=53995c3f42cd8ad8;Sampled=1");
+        assert_eq!(
+            trace(&[("x-amzn-trace-id", &format!("Root={root}"))]).as_deref(),
+            Some(root)
+        );
+        assert_eq!(trace(&[("x-amzn-trace-id", &amzn)]).as_deref(), Some(root));
+        let w3c = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(
+            trace(&[("traceparent", w3c)]).as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        // The ALB's wins when both are there.
+        assert_eq!(
+            trace(&[("traceparent", w3c), ("x-amzn-trace-id", &amzn)]).as_deref(),
+            Some(root)
+        );
+        for (name, bad) in [
+            ("x-amzn-trace-id", "Root=2-5759e988-bd862e3fe1be46a994272793"),
+            ("x-amzn-trace-id", "Root=1-5759e98-bd862e3fe1be46a994272793"),
+            ("x-amzn-trace-id", "Parent=53995c3f42cd8ad8"),
+            (
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            ),
+            (
+                "traceparent",
+                "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            ),
+            (
+                "traceparent",
+                "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            ),
+            ("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-01"),
+        ] {
+            assert_eq!(trace(&[(name, bad)]), None, "{name}: {bad}");
+        }
+        assert_eq!(trace(&[]), None);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::error::ApiError;
 use hyper::Method;
+use std::sync::Arc;
 
 /// What a request is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,7 +20,8 @@ pub enum Route {
 }
 
 struct Entry {
-    path: String,
+    /// Shared with the metrics' route label, so labelling a request copies nothing.
+    path: Arc<str>,
     method: Method,
     route: Route,
     allow: &'static str,
@@ -34,7 +36,7 @@ impl Router {
     /// Routes for the service named `service` whose business endpoint is `api_path`.
     pub fn new(service: &str, api_path: &str) -> Self {
         let get = |path: &str, route| Entry {
-            path: path.to_owned(),
+            path: path.into(),
             method: Method::GET,
             route,
             allow: "GET, OPTIONS",
@@ -42,7 +44,7 @@ impl Router {
         Router {
             entries: vec![
                 Entry {
-                    path: api_path.to_owned(),
+                    path: api_path.into(),
                     method: Method::POST,
                     route: Route::Api,
                     allow: "POST, OPTIONS",
@@ -55,13 +57,22 @@ impl Router {
         }
     }
 
+    /// The route template `path` matches (it is its own: there are no
+    /// parameters), for the metrics; None for an unknown path.
+    pub fn template(&self, path: &str) -> Option<Arc<str>> {
+        self.entries
+            .iter()
+            .find(|e| &*e.path == path)
+            .map(|e| e.path.clone())
+    }
+
     /// Resolves a request: the route, or 404 for an unknown path, or 405 with
     /// the allowed methods for a known path and another method.
     pub fn resolve(&self, method: &Method, path: &str) -> Result<Route, ApiError> {
         let entry = self
             .entries
             .iter()
-            .find(|e| e.path == path)
+            .find(|e| &*e.path == path)
             .ok_or(ApiError::NotFound)?;
         if *method == entry.method {
             Ok(entry.route)

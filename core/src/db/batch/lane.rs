@@ -8,7 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 pub(super) async fn run<B: Batch>(inner: Arc<Inner<B>>) {
     loop {
@@ -42,6 +42,7 @@ pub(super) async fn run<B: Batch>(inner: Arc<Inner<B>>) {
                 if let DbError::Down(why) = &e {
                     inner.monitor.report_down(why);
                 }
+                inner.metrics.error(&e);
                 inner.fail_queued(&e);
                 continue;
             }
@@ -76,7 +77,9 @@ pub(super) async fn run<B: Batch>(inner: Arc<Inner<B>>) {
                     inner.limits.answer_timeout().as_millis()
                 );
                 inner.monitor.report_down(&why);
-                items.iter().map(|_| Err(DbError::Down(why.clone()))).collect()
+                let timed_out = DbError::Down(why);
+                inner.metrics.error(&timed_out);
+                items.iter().map(|_| Err(timed_out.clone())).collect()
             }
         };
         for (reply, result) in replies.into_iter().zip(results) {
@@ -99,18 +102,25 @@ fn run_isolating<'a, B: Batch>(
 ) -> Pin<Box<dyn Future<Output = Results<B>> + Send + 'a>> {
     Box::pin(async move {
         let all = |e: DbError| items.iter().map(|_| Err(e.clone())).collect();
-        inner.counters.statements.fetch_add(1, Ordering::Relaxed);
-        inner
-            .counters
-            .items
-            .fetch_add(items.len() as u64, Ordering::Relaxed);
-        match inner.batch.run(conn, items, deadline).await {
+        let metrics = &inner.metrics;
+        metrics.statements.inc();
+        metrics.items.inc_by(items.len() as u64);
+        metrics.batch_size.observe(items.len() as f64);
+        let started = Instant::now();
+        let outcome = inner.batch.run(conn, items, deadline).await;
+        metrics
+            .statement_duration
+            .observe(started.elapsed().as_secs_f64());
+        if let Err(e) = &outcome {
+            metrics.error(e);
+        }
+        match outcome {
             Ok(outputs) if outputs.len() == items.len() => outputs.into_iter().map(Ok).collect(),
             Ok(_) => all(DbError::Other(
                 "a batch returned the wrong number of results".into(),
             )),
             Err(DbError::BadValue(_)) if items.len() > 1 => {
-                inner.counters.splits.fetch_add(1, Ordering::Relaxed);
+                metrics.splits.inc();
                 let (left, right) = items.split_at(items.len() / 2);
                 let mut results = run_isolating(inner, conn, left, deadline).await;
                 results.extend(run_isolating(inner, conn, right, deadline).await);

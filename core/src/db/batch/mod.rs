@@ -42,7 +42,7 @@ mod queue;
 #[cfg(test)]
 mod tests;
 
-use super::{DbError, Monitor, Shed};
+use super::{DbError, DbMetrics, Monitor, Pool, Shed, Statements};
 use crate::config::Config;
 use queue::Inner;
 use std::future::Future;
@@ -154,14 +154,20 @@ pub struct Coalescer<B: Batch> {
 
 impl<B: Batch> Coalescer<B> {
     /// Starts `limits.lanes` workers.
-    pub fn new(source: B::Source, monitor: Monitor, batch: B, limits: Limits) -> Self {
+    pub fn new(
+        source: B::Source,
+        monitor: Monitor,
+        metrics: Arc<DbMetrics>,
+        batch: B,
+        limits: Limits,
+    ) -> Self {
         let limits = Limits {
             lanes: limits.lanes.max(1),
             batch_max: limits.batch_max.max(1),
             queue_max: limits.queue_max.max(1),
             ..limits
         };
-        let inner = Arc::new(Inner::new(batch, source, monitor, limits));
+        let inner = Arc::new(Inner::new(batch, source, monitor, metrics, limits));
         for _ in 0..limits.lanes {
             tokio::spawn(lane::run(inner.clone()));
         }
@@ -212,6 +218,20 @@ impl<B: Batch> Coalescer<B> {
     }
 }
 
+impl<S: Statements, B: Batch<Source = Pool<S>>> Coalescer<B> {
+    /// A coalescer over `pool`, reporting to its monitor and its metrics, with
+    /// the limits `config` sets.
+    pub fn on_pool(pool: &Pool<S>, batch: B, config: &Config) -> Self {
+        Coalescer::new(
+            pool.clone(),
+            pool.monitor().clone(),
+            pool.metrics().clone(),
+            batch,
+            Limits::new(config),
+        )
+    }
+}
+
 impl<B: Batch> Drop for Coalescer<B> {
     fn drop(&mut self) {
         // Lanes hold the source; let them go so its connections close.
@@ -231,7 +251,7 @@ impl<B: Batch> Drop for Waiting<'_, B> {
     fn drop(&mut self) {
         if let Some(ticket) = self.ticket {
             if self.inner.leave(ticket) {
-                self.inner.counters.left_queue.fetch_add(1, Ordering::Relaxed);
+                self.inner.metrics.left_queue.inc();
             }
         }
     }

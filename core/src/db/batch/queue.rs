@@ -2,26 +2,20 @@
 //! a batch for a lane, a request leaving, shedding and counting.
 
 use super::{Batch, Limits, Stats};
-use crate::db::{DbError, Monitor, Shed};
+use crate::db::{DbError, DbMetrics, Monitor, Shed};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use tokio::sync::{oneshot, Notify};
 
+/// When the "shedding" log line was last written, and the sheds it counted.
 #[derive(Default)]
-pub(super) struct Counters {
-    pub(super) statements: AtomicU64,
-    pub(super) items: AtomicU64,
-    pub(super) shed_queue_full: AtomicU64,
-    pub(super) shed_queue_timeout: AtomicU64,
-    pub(super) shed_database_down: AtomicU64,
-    pub(super) left_queue: AtomicU64,
-    pub(super) splits: AtomicU64,
-    /// Sheds counted in the last "shedding" log line, and when the next may be
-    /// written (milliseconds since the coalescer started).
-    pub(super) logged_sheds: AtomicU64,
-    pub(super) next_log_ms: AtomicU64,
+pub(super) struct ShedLog {
+    /// Sheds counted by the last line.
+    logged: AtomicU64,
+    /// When the next line may be written, in milliseconds since the coalescer started.
+    next_ms: AtomicU64,
 }
 
 pub(super) type Reply<B> = oneshot::Sender<Result<<B as Batch>::Output, DbError>>;
@@ -48,12 +42,19 @@ pub(super) struct Inner<B: Batch> {
     pub(super) queue: Mutex<Queue<B>>,
     pub(super) wake: Notify,
     pub(super) closed: AtomicBool,
-    pub(super) counters: Counters,
+    pub(super) metrics: Arc<DbMetrics>,
+    pub(super) shed_log: ShedLog,
     pub(super) started: Instant,
 }
 
 impl<B: Batch> Inner<B> {
-    pub(super) fn new(batch: B, source: B::Source, monitor: Monitor, limits: Limits) -> Self {
+    pub(super) fn new(
+        batch: B,
+        source: B::Source,
+        monitor: Monitor,
+        metrics: Arc<DbMetrics>,
+        limits: Limits,
+    ) -> Self {
         Inner {
             batch,
             source,
@@ -65,7 +66,8 @@ impl<B: Batch> Inner<B> {
             }),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
-            counters: Counters::default(),
+            metrics,
+            shed_log: ShedLog::default(),
             started: Instant::now(),
         }
     }
@@ -88,20 +90,20 @@ impl<B: Batch> Inner<B> {
             reply,
             queued_at: Instant::now(),
         });
+        self.metrics.queue_depth.set(queue.entries.len() as i64);
         Ok(ticket)
     }
 
     pub(super) fn stats(&self) -> Stats {
-        let c = &self.counters;
-        let get = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let m = &self.metrics;
         Stats {
-            statements: get(&c.statements),
-            items: get(&c.items),
-            shed_queue_full: get(&c.shed_queue_full),
-            shed_queue_timeout: get(&c.shed_queue_timeout),
-            shed_database_down: get(&c.shed_database_down),
-            left_queue: get(&c.left_queue),
-            splits: get(&c.splits),
+            statements: m.statements.get(),
+            items: m.items.get(),
+            shed_queue_full: m.shed_queue_full.get(),
+            shed_queue_timeout: m.shed_queue_timeout.get(),
+            shed_database_down: m.shed_database_down.get(),
+            left_queue: m.left_queue.get(),
+            splits: m.splits.get(),
         }
     }
 
@@ -114,10 +116,12 @@ impl<B: Batch> Inner<B> {
         let Ok(mut queue) = self.queue.lock() else {
             return false;
         };
-        match queue.entries.binary_search_by_key(&ticket, |e| e.ticket) {
-            Ok(at) => queue.entries.remove(at).is_some(),
-            Err(_) => false,
-        }
+        let Ok(at) = queue.entries.binary_search_by_key(&ticket, |e| e.ticket) else {
+            return false;
+        };
+        queue.entries.remove(at);
+        self.metrics.queue_depth.set(queue.entries.len() as i64);
+        true
     }
 
     pub(super) fn is_queue_empty(&self) -> bool {
@@ -126,31 +130,36 @@ impl<B: Batch> Inner<B> {
 
     /// Counts a shed request and, at most once a second, logs how many there were.
     pub(super) fn shed(&self, why: Shed) -> DbError {
-        let c = &self.counters;
+        let m = &self.metrics;
         match why {
-            Shed::QueueFull => &c.shed_queue_full,
-            Shed::QueueTimeout => &c.shed_queue_timeout,
-            Shed::DatabaseDown => &c.shed_database_down,
+            Shed::QueueFull => &m.shed_queue_full,
+            Shed::QueueTimeout => &m.shed_queue_timeout,
+            Shed::DatabaseDown => &m.shed_database_down,
         }
-        .fetch_add(1, Ordering::Relaxed);
+        .inc();
+        let log = &self.shed_log;
         let now_ms = self.started.elapsed().as_millis() as u64;
-        let next = c.next_log_ms.load(Ordering::Relaxed);
+        let next = log.next_ms.load(Ordering::Relaxed);
         if now_ms >= next
-            && c.next_log_ms
+            && log
+                .next_ms
                 .compare_exchange(next, now_ms + 1000, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            let total = c.shed_queue_full.load(Ordering::Relaxed)
-                + c.shed_queue_timeout.load(Ordering::Relaxed)
-                + c.shed_database_down.load(Ordering::Relaxed);
-            let since = total - c.logged_sheds.swap(total, Ordering::Relaxed);
+            let (full, late, down) = (
+                m.shed_queue_full.get(),
+                m.shed_queue_timeout.get(),
+                m.shed_database_down.get(),
+            );
+            let total = full + late + down;
+            let since = total - log.logged.swap(total, Ordering::Relaxed);
             log::warn!(
                 target: "db",
                 shed = since,
                 reason = why.as_str(),
-                queue_full_total = c.shed_queue_full.load(Ordering::Relaxed),
-                queue_timeout_total = c.shed_queue_timeout.load(Ordering::Relaxed),
-                database_down_total = c.shed_database_down.load(Ordering::Relaxed);
+                queue_full_total = full,
+                queue_timeout_total = late,
+                database_down_total = down;
                 "shedding requests: answered 503 without sending them to the database"
             );
         }
@@ -169,14 +178,17 @@ impl<B: Batch> Inner<B> {
             let Some(entry) = queue.entries.pop_front() else {
                 break;
             };
+            let waited = entry.queued_at.elapsed();
             if entry.reply.is_closed() {
-                self.counters.left_queue.fetch_add(1, Ordering::Relaxed);
-            } else if entry.queued_at.elapsed() > self.limits.queue_timeout {
+                self.metrics.left_queue.inc();
+            } else if waited > self.limits.queue_timeout {
                 late.push(entry);
             } else {
+                self.metrics.queue_wait.observe(waited.as_secs_f64());
                 batch.push(entry);
             }
         }
+        self.metrics.queue_depth.set(queue.entries.len() as i64);
         let more = !queue.entries.is_empty();
         drop(queue);
         for entry in late {
@@ -195,6 +207,7 @@ impl<B: Batch> Inner<B> {
             Ok(mut queue) => queue.entries.drain(..).collect(),
             Err(_) => return,
         };
+        self.metrics.queue_depth.set(0);
         for entry in entries {
             let result = match error {
                 DbError::Shed(why) => Err(self.shed(*why)),

@@ -96,6 +96,7 @@ fn harness(limits: Limits, open: bool, short: bool) -> Harness {
     let coalescer = Arc::new(Coalescer::new(
         batch.conns.clone(),
         monitor.clone(),
+        Arc::default(),
         batch,
         limits,
     ));

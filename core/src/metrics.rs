@@ -1,0 +1,301 @@
+//! What a task counts, and its exposition in the Prometheus text format
+//! (OpenMetrics) for `GET /metrics` on `METRICS_PORT`, a port of its own that
+//! the load balancer does not forward.
+//!
+//! Names follow the OpenTelemetry semantic conventions where they have one
+//! (`http_server_request_duration_seconds` with `http_route`,
+//! `http_request_method`, `http_response_status_code`;
+//! `http_server_active_requests`; `db_client_operation_duration_seconds`;
+//! `db_client_connection_count` with `db_client_connection_state`), Prometheus'
+//! conventions otherwise (units in names, `_total` counters, the standard
+//! `process_*` metrics). Every label takes values from a bounded set. The
+//! database layer's own metrics live in `db::metrics`.
+
+use crate::db::{DbMetrics, Monitor};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use std::fmt::{self, Write};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// A route template (the router's path), or empty when no route matched.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct RouteLabel(pub Arc<str>);
+
+impl EncodeLabelValue for RouteLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
+/// The labels of one HTTP series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    /// The route template, e.g. `/issuance/credentials`; empty for an unknown path.
+    pub http_route: RouteLabel,
+    /// A known method, or `_OTHER`.
+    pub http_request_method: &'static str,
+    /// The status code the task answered.
+    pub http_response_status_code: u16,
+}
+
+/// The method as a label: the methods HTTP defines, `_OTHER` for the rest.
+pub fn method_label(method: &hyper::Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "OPTIONS" => "OPTIONS",
+        "HEAD" => "HEAD",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "PATCH" => "PATCH",
+        "CONNECT" => "CONNECT",
+        "TRACE" => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
+/// Every metric of one task.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Request durations by route, method and status.
+    pub requests: Family<HttpLabels, Histogram>,
+    /// Requests being handled now.
+    pub active: Gauge,
+    /// The database layer's metrics, shared with the pool and the coalescers.
+    pub db: Arc<DbMetrics>,
+}
+
+impl Metrics {
+    /// The metrics of a task whose database the caller will monitor with
+    /// `monitor` through a pool whose state `connections` reads.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<HttpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(crate::db::metrics::DURATION_BUCKETS)
+        });
+        registry.register_with_unit(
+            "http_server_request_duration",
+            "Duration of HTTP requests, from the request's head to its response",
+            Unit::Seconds,
+            requests.clone(),
+        );
+        let active = Gauge::default();
+        registry.register(
+            "http_server_active_requests",
+            "HTTP requests being handled now",
+            active.clone(),
+        );
+        let db = Arc::new(DbMetrics::default());
+        db.register(&mut registry);
+        registry.register_collector(Box::new(Process {
+            started: SystemTime::now(),
+        }));
+        Metrics {
+            registry,
+            requests,
+            active,
+            db,
+        }
+    }
+
+    /// Adds what is read from the pool and the monitor at each scrape.
+    pub fn watch_database(
+        &mut self,
+        monitor: Monitor,
+        pool_size: u32,
+        connections: impl Fn() -> (u32, u32) + Send + Sync + 'static,
+    ) {
+        self.registry.register_collector(Box::new(Database {
+            monitor,
+            pool_size,
+            connections: Box::new(connections),
+        }));
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, labels: &HttpLabels, seconds: f64) {
+        self.requests.get_or_create(labels).observe(seconds);
+    }
+
+    /// Everything, in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The pool's connections and the monitor's belief, read at each scrape.
+struct Database {
+    monitor: Monitor,
+    pool_size: u32,
+    connections: Box<dyn Fn() -> (u32, u32) + Send + Sync>,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Database")
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConnectionState {
+    db_client_connection_state: &'static str,
+}
+
+impl Collector for Database {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        let (open, idle) = (self.connections)();
+        let count = encoder.encode_descriptor(
+            "db_client_connection_count",
+            "Pooled database connections, by state (used, idle)",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        let mut count = count;
+        for (state, n) in [("used", open.saturating_sub(idle)), ("idle", idle)] {
+            let labels = ConnectionState {
+                db_client_connection_state: state,
+            };
+            ConstGauge::new(i64::from(n)).encode(count.encode_family(&labels)?)?;
+        }
+        gauge(
+            &mut encoder,
+            "db_client_connection_max",
+            "Connections the pool may open (DB_POOL_SIZE)",
+            None,
+            i64::from(self.pool_size),
+        )?;
+        gauge(
+            &mut encoder,
+            "db_up",
+            "1 while the task's database probe gets answers, else 0",
+            None,
+            i64::from(self.monitor.is_up()),
+        )
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    value: i64,
+) -> Result<(), fmt::Error> {
+    let gauge = ConstGauge::new(value);
+    gauge.encode(encoder.encode_descriptor(name, help, unit, gauge.metric_type())?)
+}
+
+/// The process's CPU time, memory, open files and start time, read from
+/// `/proc/self` at each scrape (Linux; absent elsewhere).
+#[derive(Debug)]
+struct Process {
+    started: SystemTime,
+}
+
+/// Clock ticks per second of `/proc/<pid>/stat`'s times: 100 on every Linux
+/// build that matters (USER_HZ; Prometheus' own procfs reader assumes it too).
+const USER_HZ: f64 = 100.0;
+
+impl Collector for Process {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        if let Some(ticks) = cpu_ticks() {
+            let cpu = ConstCounter::new(ticks as f64 / USER_HZ);
+            cpu.encode(encoder.encode_descriptor(
+                "process_cpu",
+                "User and system CPU time spent",
+                Some(&Unit::Seconds),
+                cpu.metric_type(),
+            )?)?;
+        }
+        if let Some(kb) = status_kb("VmRSS:") {
+            gauge(
+                &mut encoder,
+                "process_resident_memory",
+                "Resident memory size",
+                Some(&Unit::Bytes),
+                kb * 1024,
+            )?;
+        }
+        if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+            gauge(
+                &mut encoder,
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                fds.count() as i64,
+            )?;
+        }
+        if let Some(max) = max_fds() {
+            gauge(
+                &mut encoder,
+                "process_max_fds",
+                "Maximum open file descriptors",
+                None,
+                max,
+            )?;
+        }
+        let start = self
+            .started
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        gauge(
+            &mut encoder,
+            "process_start_time",
+            "Start time of the process since the Unix epoch",
+            Some(&Unit::Seconds),
+            start,
+        )
+    }
+}
+
+/// utime + stime of this process, in clock ticks.
+fn cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name, which may hold spaces: state is field 3,
+    // utime 14, stime 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
+}
+
+fn status_kb(field: &str) -> Option<i64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn max_fds() -> Option<i64> {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()?
+        .lines()
+        .find(|l| l.starts_with("Max open files"))?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
