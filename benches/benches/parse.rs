@@ -1,14 +1,9 @@
 //! Parse + validate + normalise request bodies (simd-json, in place).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use kc_benches::{ISSUE, VERIFY};
 use kc_core::model::{NewCredential, VerifyRequest};
 use std::hint::black_box;
-
-const ISSUE: &[u8] =
-    br#"{"name":"  John Doe ","email":"John@Example.com","credentialType":"Developer Certificate",
-"metadata":{"organization":"Tech Corp","expiryDate":"2026-12-31","level":3,"tags":["rust","postgres"]}}"#;
-const VERIFY: &[u8] =
-    br#"{"id":"550e8400-e29b-41d4-a716-446655440000","name":"John Doe","email":"john@example.com"}"#;
 
 fn parse(c: &mut Criterion) {
     let mut g = c.benchmark_group("parse");

@@ -76,6 +76,46 @@ pub struct Pending {
     metadata: Option<String>,
 }
 
+impl Pending {
+    /// The credential `c`, to be stored under `id`.
+    pub fn new(id: uuid::Uuid, c: &NewCredential<'_>) -> Self {
+        Pending {
+            id,
+            name: c.name().to_owned(),
+            email: c.email().to_owned(),
+            credential_type: c.credential_type().to_owned(),
+            metadata: c.metadata().map(str::to_owned),
+        }
+    }
+}
+
+/// The column arrays [`ISSUE_MANY`] binds as `$1`–`$5`: one element per request.
+pub struct IssueParams<'a> {
+    /// `$1`, the ids.
+    pub ids: Vec<uuid::Uuid>,
+    /// `$2`, the names.
+    pub names: Vec<&'a str>,
+    /// `$3`, the emails.
+    pub emails: Vec<&'a str>,
+    /// `$4`, the credential types.
+    pub types: Vec<&'a str>,
+    /// `$5`, the metadata as JSON text.
+    pub metadata: Vec<Option<Jsonb<&'a str>>>,
+}
+
+impl<'a> IssueParams<'a> {
+    /// The arrays for `items`, borrowing their strings.
+    pub fn new(items: &'a [Pending]) -> Self {
+        IssueParams {
+            ids: items.iter().map(|p| p.id).collect(),
+            names: items.iter().map(|p| p.name.as_str()).collect(),
+            emails: items.iter().map(|p| p.email.as_str()).collect(),
+            types: items.iter().map(|p| p.credential_type.as_str()).collect(),
+            metadata: items.iter().map(|p| p.metadata.as_deref().map(Jsonb)).collect(),
+        }
+    }
+}
+
 /// What the batch says about one request.
 pub enum Outcome {
     /// Inserted: the stored metadata (PostgreSQL's text) and the issue time.
@@ -111,22 +151,17 @@ impl Batch for IssueBatch {
         items: &[Pending],
         deadline: Deadline,
     ) -> Result<Vec<Outcome>, DbError> {
-        let ids: Vec<uuid::Uuid> = items.iter().map(|p| p.id).collect();
-        let names: Vec<&str> = items.iter().map(|p| p.name.as_str()).collect();
-        let emails: Vec<&str> = items.iter().map(|p| p.email.as_str()).collect();
-        let types: Vec<&str> = items.iter().map(|p| p.credential_type.as_str()).collect();
-        let metadata: Vec<Option<Jsonb<&str>>> =
-            items.iter().map(|p| p.metadata.as_deref().map(Jsonb)).collect();
+        let p = IssueParams::new(items);
         let rows = conn
             .client
             .query(
                 &conn.stmts.issue,
                 &[
-                    &ids,
-                    &names,
-                    &emails,
-                    &types,
-                    &metadata,
+                    &p.ids,
+                    &p.names,
+                    &p.emails,
+                    &p.types,
+                    &p.metadata,
                     &self.worker_id,
                     &deadline.0,
                 ],
@@ -224,14 +259,7 @@ impl Endpoint for Issuance {
         let credential = NewCredential::parse(&body, &mut scratch)?;
         let id = uuid::Uuid::new_v4();
         for _ in 0..ATTEMPTS {
-            let pending = Pending {
-                id,
-                name: credential.name().to_owned(),
-                email: credential.email().to_owned(),
-                credential_type: credential.credential_type().to_owned(),
-                metadata: credential.metadata().map(str::to_owned),
-            };
-            match self.batches.submit(pending).await? {
+            match self.batches.submit(Pending::new(id, &credential)).await? {
                 Outcome::Issued { metadata, issued_at } => {
                     return Ok(issued(ctx, &credential, id, metadata.as_deref(), issued_at));
                 }
@@ -251,8 +279,8 @@ impl Endpoint for Issuance {
     }
 }
 
-/// 201 with the credential as stored.
-fn issued(
+/// 201 with the credential as stored (public for the benches).
+pub fn issued(
     ctx: &RequestCtx<'_>,
     c: &NewCredential<'_>,
     id: uuid::Uuid,
