@@ -35,6 +35,9 @@ echo "== cargo test (unit, integration, and the criterion benches run once each)
 mkdir -p target
 cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
 
+echo "== benchmark-regression gate: instruction counts against benches/instructions-baseline.json"
+bash scripts/bench-gate.sh
+
 echo "== fault suite: the release binaries while a private PostgreSQL is stopped, frozen, overloaded or fed poison"
 cargo build --release --bin issuance --bin verification
 cargo run --release --quiet -p kc-faults
