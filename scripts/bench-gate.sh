@@ -51,7 +51,7 @@ fi
 
 mkdir -p target/bench-gate
 say "running the instruction-count benches under valgrind"
-cargo bench --quiet -p kc-benches --bench instructions -- --output-format=json --nosummary \
+cargo bench --quiet -p kc-benches --features gate --bench instructions -- --output-format=json --nosummary \
     >target/bench-gate/results.jsonl
 python3 scripts/checks/bench_gate.py benches/instructions-baseline.json \
     --tolerance "${BENCH_GATE_TOLERANCE:-5}" ${1:+"$1"} <target/bench-gate/results.jsonl
