@@ -8,7 +8,7 @@
 #   scripts/bench-gate.sh --update   # write the baseline; commit it on its own
 #
 # Installs valgrind (apt-get, as root) and gungraun-runner at the exact version
-# of the gungraun library in Cargo.lock (cargo install, into target/tools)
+# of the gungraun library in Cargo.lock (cargo install, into target/cargo-tools)
 # when missing. BENCH_GATE_TOLERANCE changes the 5 %.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,12 +42,11 @@ version=$(awk '/^name = "gungraun"$/ { getline; gsub(/"/, "", $3); print $3 }' C
     say "no gungraun in Cargo.lock"
     exit 1
 }
-root="$PWD/target/tools/gungraun-$version"
-export GUNGRAUN_RUNNER="$root/bin/gungraun-runner"
-if [ ! -x "$GUNGRAUN_RUNNER" ]; then
-    say "installing gungraun-runner $version into $root (cargo install, once)"
-    cargo install --quiet --locked --version "$version" --root "$root" gungraun-runner
-fi
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
+need_cargo_tool gungraun-runner "$version"
+GUNGRAUN_RUNNER=$(command -v gungraun-runner)
+export GUNGRAUN_RUNNER
 
 mkdir -p target/bench-gate
 say "running the instruction-count benches under valgrind"

@@ -24,6 +24,8 @@ finish() {
     pg_stop_private
 }
 trap finish EXIT
+# Lines of the product's code (not the test support or the fault suite) the tests must run.
+COVERAGE_FLOOR=85
 # The tests use TEST_DATABASE_URL when it is set, else the server found above.
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-$DATABASE_URL}"
 
@@ -31,9 +33,16 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
-echo "== cargo test (unit, integration, and the criterion benches run once each)"
+echo "== cargo test under cargo llvm-cov (unit, integration, the criterion benches run once each),"
+echo "   failing below $COVERAGE_FLOOR % of the product's lines (core, issuance, verification)"
+need_cargo_tool cargo-llvm-cov 0.9.1
+if command -v rustup >/dev/null 2>&1; then
+    rustup component add llvm-tools-preview >/dev/null 2>&1 || true
+fi
 mkdir -p target
-cargo test --workspace --all-targets 2>&1 | tee target/cargo-test.log
+cargo llvm-cov --workspace --all-targets --summary-only \
+    --ignore-filename-regex '(^|/)(faults|testing|benches)/' \
+    --fail-under-lines "$COVERAGE_FLOOR" 2>&1 | tee target/cargo-test.log
 
 echo "== benchmark-regression gate: instruction counts against benches/instructions-baseline.json"
 bash scripts/bench-gate.sh

@@ -10,8 +10,12 @@ const BIN: &str = env!("CARGO_BIN_EXE_issuance");
 
 fn command(db: &TestDb) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.env_clear()
-        .env("DATABASE_URL", db.url())
+    cmd.env_clear();
+    // Under cargo llvm-cov, where the binary writes its coverage profile.
+    if let Ok(profile) = std::env::var("LLVM_PROFILE_FILE") {
+        cmd.env("LLVM_PROFILE_FILE", profile);
+    }
+    cmd.env("DATABASE_URL", db.url())
         .env("PORT", "0")
         .env("METRICS_PORT", "0")
         .env("BIND_ADDR", "127.0.0.1")
@@ -24,15 +28,16 @@ fn command(db: &TestDb) -> Command {
     cmd
 }
 
+type Logs = tokio::io::Lines<BufReader<tokio::process::ChildStdout>>;
+
 /// Starts the binary and returns it with the address from its "listening" log line.
-async fn start(
-    db: &TestDb,
-) -> (
-    Child,
-    std::net::SocketAddr,
-    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-) {
-    let mut child = command(db).spawn().expect("start the issuance binary");
+async fn start(db: &TestDb) -> (Child, std::net::SocketAddr, Logs) {
+    start_with(command(db)).await
+}
+
+/// Starts `cmd` (from [`command`]) like [`start`].
+async fn start_with(mut cmd: Command) -> (Child, std::net::SocketAddr, Logs) {
+    let mut child = cmd.spawn().expect("start the issuance binary");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let addr = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(line) = lines.next_line().await.unwrap() {
@@ -132,10 +137,7 @@ async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
 }
 
 /// Reads log lines until `found` picks one; panics after 5 s.
-async fn find_line<T>(
-    logs: &mut tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-    found: impl Fn(&serde_json::Value) -> Option<T>,
-) -> T {
+async fn find_line<T>(logs: &mut Logs, found: impl Fn(&serde_json::Value) -> Option<T>) -> T {
     tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(line) = logs.next_line().await.unwrap() {
             let log: serde_json::Value = serde_json::from_str(&line).expect("every log line is JSON");
@@ -289,4 +291,52 @@ async fn version_and_healthcheck_subcommands() {
     sigterm(&child);
     child.wait().await.unwrap();
     assert_eq!(check(addr.port()).await.code(), Some(1));
+}
+
+#[tokio::test]
+async fn help_and_unknown_commands() {
+    let out = Command::new(BIN).arg("--help").output().await.unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.starts_with("usage: issuance [serve|migrate|healthcheck|--version|--help]"),
+        "{help}"
+    );
+    let out = Command::new(BIN).arg("frobnicate").output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown command \"frobnicate\"") && err.contains("usage: issuance"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_taken_port_stops_the_task_but_a_taken_metrics_port_does_not() {
+    let db = TestDb::new().await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = command(&db).env("PORT", &port).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cannot listen"));
+
+    // Metrics are not what the task is for: without their port it still serves.
+    let mut child = command(&db).env("METRICS_PORT", &port).spawn().unwrap();
+    let mut logs = BufReader::new(child.stdout.take().unwrap()).lines();
+    find_line(&mut logs, |log| {
+        (log["level"] == "error" && log["message"].as_str().is_some_and(|m| m.contains("/metrics")))
+            .then_some(())
+    })
+    .await;
+    let addr: std::net::SocketAddr = find_line(&mut logs, |log| {
+        (log["message"] == "listening").then(|| log["addr"].as_str().unwrap().parse().unwrap())
+    })
+    .await;
+    wait_healthy(addr).await;
+    let live = http(
+        addr,
+        "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(live.starts_with("HTTP/1.1 200"), "{live}");
 }

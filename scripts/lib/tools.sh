@@ -41,3 +41,18 @@ bare_python_dir() {
     chmod +x "$dir/python3"
     (cd "$dir" && pwd)
 }
+
+# Makes sure the binaries of CRATE are installed at exactly VERSION (cargo
+# install into target/cargo-tools/CRATE-VERSION, once) and on PATH.
+need_cargo_tool() { # crate version
+    local root="$KC_TOOLS_VENV/../cargo-tools/$1-$2"
+    if [ ! -d "$root/bin" ]; then
+        printf '[tools] installing %s %s (cargo install, once) into %s\n' "$1" "$2" "$root" >&2
+        cargo install --quiet --locked --version "$2" --root "$root" "$1" >&2 || {
+            printf '[tools] could not install %s %s\n' "$1" "$2" >&2
+            return 1
+        }
+    fi
+    PATH="$(cd "$root/bin" && pwd):$PATH"
+    hash -r
+}
