@@ -33,34 +33,37 @@ pub fn trace_id<B>(req: &Request<B>) -> Option<String> {
 }
 
 /// `Root=1-5759e988-bd862e3fe1be46a994272793;Parent=…;Sampled=1` → the Root.
+/// Both formats have fixed lengths, so they are checked by position: this
+/// runs on every request.
 fn amzn_root(value: &str) -> Option<&str> {
     let root = value
         .split(';')
         .find_map(|part| part.trim().strip_prefix("Root="))?;
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
-    match root.split('-').collect::<Vec<_>>()[..] {
-        ["1", time, id] if hex(time, 8) && hex(id, 24) => Some(root),
-        _ => None,
-    }
+    let b = root.as_bytes();
+    let ok = b.len() == 35
+        && b.starts_with(b"1-")
+        && b[10] == b'-'
+        && b[2..10].iter().all(u8::is_ascii_hexdigit)
+        && b[11..].iter().all(u8::is_ascii_hexdigit);
+    ok.then_some(root)
 }
 
 /// `00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>` → the trace id (not all zeros).
 fn traceparent_id(value: &str) -> Option<&str> {
-    let lower_hex =
-        |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    match value.trim().split('-').collect::<Vec<_>>()[..] {
-        [version, id, parent, flags]
-            if lower_hex(version, 2)
-                && version != "ff"
-                && lower_hex(id, 32)
-                && id.bytes().any(|b| b != b'0')
-                && lower_hex(parent, 16)
-                && lower_hex(flags, 2) =>
-        {
-            Some(id)
-        }
-        _ => None,
-    }
+    let value = value.trim();
+    let b = value.as_bytes();
+    let lower_hex = |r: std::ops::Range<usize>| b[r].iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+    let ok = b.len() == 55
+        && b[2] == b'-'
+        && b[35] == b'-'
+        && b[52] == b'-'
+        && lower_hex(0..2)
+        && &b[..2] != b"ff"
+        && lower_hex(3..35)
+        && b[3..35].iter().any(|&c| c != b'0')
+        && lower_hex(36..52)
+        && lower_hex(53..55);
+    ok.then(|| &value[3..35])
 }
 
 /// Checks the content type and reads the whole body, refusing more than

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Compares two builds of the services in one run, interleaved, so the
+# machine's drift and noise fall on both alike: one task of each build
+# (issuance or verification) against the same scratch schema, then wrk
+# against A, B, A, B, ... for ROUNDS rounds; prints each build's median
+# requests/s and p99 and the ratio B/A.
+#
+#   load/ab.sh BIN_DIR_A BIN_DIR_B [issuance|verification]
+#   load/ab.sh /tmp/before/target/release target/release verification
+#
+# Environment: DATABASE_URL (see scripts/lib/postgres.sh), ROUNDS (6),
+# SECONDS_EACH (8), CONNECTIONS (32), AB_PORT_BASE (3970).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/postgres.sh
+source scripts/lib/postgres.sh
+
+if [ $# -lt 2 ] || [ "${1:-}" = --help ]; then
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+A=$1
+B=$2
+SERVICE=${3:-issuance}
+case "$SERVICE" in
+    issuance) LUA=issue.lua ;;
+    verification) LUA=verify.lua ;;
+    *)
+        echo "the service is issuance or verification (got '$SERVICE')" >&2
+        exit 2
+        ;;
+esac
+for dir in "$A" "$B"; do
+    [ -x "$dir/$SERVICE" ] || {
+        echo "no $SERVICE binary in $dir" >&2
+        exit 2
+    }
+done
+ROUNDS=${ROUNDS:-6}
+SECONDS_EACH=${SECONDS_EACH:-8}
+CONNECTIONS=${CONNECTIONS:-32}
+PORT_BASE=${AB_PORT_BASE:-3970}
+OUT=target/ab
+mkdir -p "$OUT"
+command -v wrk >/dev/null 2>&1 || {
+    echo "wrk is missing: apt-get install -y wrk" >&2
+    exit 1
+}
+ensure_postgres
+
+SCHEMA="kc_ab_$$"
+sep='?'
+[[ $DATABASE_URL == *\?* ]] && sep='&'
+URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
+PIDS=()
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+    trap - EXIT
+    if [ ${#PIDS[@]} -gt 0 ]; then
+        kill -TERM "${PIDS[@]}" 2>/dev/null || true
+        wait "${PIDS[@]}" 2>/dev/null || true
+    fi
+    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    pg_stop_private
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+psql "$DATABASE_URL" -qc "CREATE SCHEMA $SCHEMA"
+DATABASE_URL="$URL" "$B/issuance" migrate >/dev/null
+# Ids for the verification script: credentials that exist.
+psql "$URL" -q -c "INSERT INTO credentials (id, name, email, credential_type, issued_by)
+    SELECT md5(n::text)::uuid, 'ab ' || n, 'ab' || n || '@example.com', 'ab', 'seed' FROM generate_series(1, 10000) n"
+psql "$URL" -Atc "SELECT id FROM credentials" >"$OUT/ids.txt"
+
+start() { # bin_dir port name
+    DATABASE_URL="$URL" PORT=$2 METRICS_PORT=$(($2 + 100)) BIND_ADDR=127.0.0.1 WORKER_ID="ab-$3" \
+        RUN_MIGRATIONS=false DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn \
+        "$1/$SERVICE" >"$OUT/$3.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 1 100); do
+        PORT=$2 "$1/$SERVICE" healthcheck 2>/dev/null && return 0
+        sleep 0.05
+    done
+    echo "$3 did not start; see $OUT/$3.log" >&2
+    exit 1
+}
+start "$A" "$PORT_BASE" a
+start "$B" $((PORT_BASE + 1)) b
+
+: >"$OUT/results.txt"
+for round in $(seq 1 "$ROUNDS"); do
+    for side in a b; do
+        port=$PORT_BASE
+        [ "$side" = b ] && port=$((PORT_BASE + 1))
+        IDS_FILE="$OUT/ids.txt" wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_EACH}s" --timeout 5s \
+            -s "load/wrk/$LUA" "http://127.0.0.1:$port" >"$OUT/wrk.txt" 2>&1
+        printf '%s %s %s\n' "$side" "$round" "$(sed -n 's/^WRK_JSON //p' "$OUT/wrk.txt")" >>"$OUT/results.txt"
+        printf '[ab] round %d %s done\n' "$round" "$side" >&2
+    done
+done
+python3 load/ab_report.py "$SERVICE" "$A" "$B" <"$OUT/results.txt"
