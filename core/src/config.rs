@@ -15,6 +15,9 @@ pub struct Config {
     /// TCP port of `GET /metrics` (`METRICS_PORT`, default 9464; 0 picks a free one), on
     /// `BIND_ADDR` too: a port the load balancer does not forward.
     pub metrics_port: u16,
+    /// `METRICS_EMF_SECONDS`: every this many seconds, one CloudWatch embedded-metric-format line
+    /// on stdout (default 0: none; ECS sets 60).
+    pub metrics_emf: Option<Duration>,
     /// Address to bind (`BIND_ADDR`, default `0.0.0.0`).
     pub bind_addr: std::net::IpAddr,
     /// Who answers: `WORKER_ID`, else the machine's hostname.
@@ -120,6 +123,10 @@ impl Config {
         Ok(Config {
             port: parse(&get, "PORT", 3000u16, 0..=65535)?,
             metrics_port: parse(&get, "METRICS_PORT", 9464u16, 0..=65535)?,
+            metrics_emf: match parse(&get, "METRICS_EMF_SECONDS", 0u64, 0..=3600)? {
+                0 => None,
+                seconds => Some(Duration::from_secs(seconds)),
+            },
             bind_addr: parse_with(
                 &get,
                 "BIND_ADDR",
@@ -371,6 +378,8 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.db_target(), "u@db.example:6543/creds");
         assert!(!c.worker_id.is_empty());
+        assert_eq!(c.metrics_port, 9464);
+        assert_eq!(c.metrics_emf, None);
     }
 
     #[test]
@@ -420,6 +429,8 @@ mod tests {
             ("DB_QUEUE_MAX", "0"),
             ("DB_QUEUE_TIMEOUT_MS", "0"),
             ("MAX_CONNECTIONS", "none"),
+            ("METRICS_PORT", "-1"),
+            ("METRICS_EMF_SECONDS", "3601"),
         ] {
             let err = config(&[base, (var, value)])
                 .err()

@@ -340,3 +340,39 @@ async fn a_taken_port_stops_the_task_but_a_taken_metrics_port_does_not() {
     .await;
     assert!(live.starts_with("HTTP/1.1 200"), "{live}");
 }
+
+#[tokio::test]
+async fn with_metrics_emf_seconds_the_task_writes_cloudwatch_metric_lines() {
+    let db = TestDb::new().await;
+    let mut cmd = command(&db);
+    cmd.env("METRICS_EMF_SECONDS", "1");
+    let (_child, addr, mut logs) = start_with(cmd).await;
+    wait_healthy(addr).await;
+    let body = r#"{"name":"Ada","email":"ada@example.com","credentialType":"degree"}"#;
+    let created = http(
+        addr,
+        &format!(
+            "POST /issuance/credentials HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    assert!(created.starts_with("HTTP/1.1 201"), "{created}");
+    // The first line after the request counts it (with the health checks).
+    let line = find_line(&mut logs, |log| {
+        (log["_aws"].is_object() && log["Requests"].as_f64().is_some_and(|n| n >= 1.0)).then(|| log.clone())
+    })
+    .await;
+    let declared = &line["_aws"]["CloudWatchMetrics"][0];
+    assert_eq!(declared["Namespace"], "KubeCredential");
+    assert_eq!(declared["Dimensions"], serde_json::json!([["Service"]]));
+    assert_eq!(line["Service"], "issuance");
+    assert_eq!(line["WorkerId"], "process-test");
+    assert_eq!(line["DbUp"], 1);
+    assert!(line["LatencyP99"].as_f64().is_some_and(|ms| ms > 0.0), "{line}");
+    // Every figure in the line is declared, and every declared one is there.
+    for metric in declared["Metrics"].as_array().unwrap() {
+        let name = metric["Name"].as_str().unwrap();
+        assert!(line[name].is_number(), "{name} declared but missing: {line}");
+    }
+}

@@ -36,6 +36,14 @@ pub async fn serve<E: Endpoint>(
             shared.schema_ready.store(true, Ordering::Release);
         })
     });
+    let emf = shared.config.metrics_emf.map(|every| {
+        tokio::spawn(crate::metrics::emf::run(
+            shared.metrics.clone(),
+            every,
+            E::SERVICE,
+            shared.config.worker_id.clone(),
+        ))
+    });
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     log::info!(
         target: "startup",
@@ -74,7 +82,7 @@ pub async fn serve<E: Endpoint>(
         }
     };
     tokio::join!(api, scrape);
-    if let Some(task) = migrations {
+    for task in [migrations, emf].into_iter().flatten() {
         task.abort();
     }
     // Dropping the last handles closes the pool's connections.
