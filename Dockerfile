@@ -57,7 +57,8 @@ COPY --from=builder /certs/rds-global-bundle.pem /app/certs/rds-global-bundle.pe
 # A user that does not exist in any image's /etc/passwd: no privileges.
 USER 65532:65532
 ENV PORT=3000 LOG_FORMAT=json
-EXPOSE 3000
+# 3000: the API (PORT); 9464: GET /metrics (METRICS_PORT), for scrapers, not the load balancer.
+EXPOSE 3000 9464
 # The binary's own check (GET /health/live): the image has no curl.
 HEALTHCHECK --interval=10s --timeout=4s --start-period=5s --retries=3 CMD ["/app/service", "healthcheck"]
 ENTRYPOINT ["/app/service"]

@@ -32,7 +32,8 @@ export TEST_DATABASE_URL="${TEST_DATABASE_URL:-$DATABASE_URL}"
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
-cargo clippy --workspace --all-targets -- -D warnings
+# The gate feature builds the instruction-count bench too, so it is linted.
+cargo clippy --workspace --all-targets --features kc-benches/gate -- -D warnings
 echo "== cargo test under cargo llvm-cov (unit, integration, the criterion benches run once each),"
 echo "   failing below $COVERAGE_FLOOR % of the product's lines (core, issuance, verification)"
 need_cargo_tool cargo-llvm-cov 0.9.1
