@@ -4,7 +4,8 @@
 // answered (its X-Worker-Id), and fails unless every expected task answered
 // and each one's share is within SHARE_TOLERANCE (default 0.10, i.e. ±10
 // percentage points) of an even split. Prints a per-task table and writes it as
-// JSON (SUMMARY_JSON, default distribution-summary.json).
+// JSON (SUMMARY_JSON, default target/k6/distribution-summary.json), beside the
+// reports every script writes (load/summary.js).
 //
 //   k6 run load/distribution.js                                  # the local twin
 //   BASE_URL=http://my-alb.example.com EXPECTED_ISSUANCE_TASKS=2 k6 run load/distribution.js
@@ -12,6 +13,7 @@ import http from 'k6/http';
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import { BASE_URL, issue, issuedId, uniqueCredential, verify } from './lib.js';
+import { reports } from './summary.js';
 
 const GROUPS = {
   issuance: parseInt(__ENV.EXPECTED_ISSUANCE_TASKS || 3, 10),
@@ -138,6 +140,6 @@ export function handleSummary(data) {
   }
   report.thresholds = { passed, failed };
   text += `\nThresholds: ${passed} passed, ${failed.length} failed${failed.map((f) => `\n  FAILED ${f}`).join('')}\n`;
-  const file = __ENV.SUMMARY_JSON || 'distribution-summary.json';
-  return { stdout: `${text}\n`, [file]: JSON.stringify(report, null, 2) };
+  const file = __ENV.SUMMARY_JSON || 'target/k6/distribution-summary.json';
+  return reports('distribution', data, { stdout: `${text}\n`, [file]: JSON.stringify(report, null, 2) });
 }

@@ -6,6 +6,7 @@
 //   STAGES=10s:100,30s:800,10s:0 k6 run load/issue.js # ramp
 import { check } from 'k6';
 import { issue, latencyThresholds, scenario, uniqueCredential } from './lib.js';
+import { reports } from './summary.js';
 
 export const options = {
   scenarios: { issue: scenario('issueOne') },
@@ -16,4 +17,8 @@ export const options = {
 export function issueOne() {
   const res = issue(uniqueCredential('issue'));
   check(res, { 'status is 201': (r) => r.status === 201 });
+}
+
+export function handleSummary(data) {
+  return reports('issue', data);
 }

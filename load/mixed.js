@@ -5,6 +5,7 @@
 //   RATE=1000 ISSUE_SHARE=0.5 k6 run load/mixed.js
 import { check } from 'k6';
 import { issue, latencyThresholds, scenario, seedCredentials, uniqueCredential, verify } from './lib.js';
+import { reports } from './summary.js';
 
 const ISSUE_SHARE = parseFloat(__ENV.ISSUE_SHARE || 0.2);
 
@@ -29,4 +30,8 @@ export function mixed(data) {
     const id = data.ids[Math.floor(Math.random() * data.ids.length)];
     check(verify(id), { 'verified: 200': (r) => r.status === 200 });
   }
+}
+
+export function handleSummary(data) {
+  return reports('mixed', data);
 }

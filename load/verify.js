@@ -5,6 +5,7 @@
 //   RATE=2000 DURATION=1m VUS=64 k6 run load/verify.js
 import { check } from 'k6';
 import { latencyThresholds, scenario, seedCredentials, verify } from './lib.js';
+import { reports } from './summary.js';
 
 export const options = {
   scenarios: { verify: scenario('verifyOne') },
@@ -21,4 +22,8 @@ export function verifyOne(data) {
   const id = data.ids[Math.floor(Math.random() * data.ids.length)];
   const res = verify(id);
   check(res, { 'status is 200': (r) => r.status === 200 });
+}
+
+export function handleSummary(data) {
+  return reports('verify', data);
 }
