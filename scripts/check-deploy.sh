@@ -7,16 +7,17 @@
 #       and exports chain (vpc -> security-groups -> ecr -> rds -> alb -> ecs)
 #   (c) deploy/k8s against the Kubernetes 1.30 schemas (kubernetes-validate --strict)
 #   (d) the --dry-run commands of the scripts, line by line, and their errors
+#   (e) the Grafana dashboard: its queries through promtool
 #
-# Installs shellcheck (apt-get), cfn-lint and kubernetes-validate (PyPI) when
-# missing. Exits non-zero on any failure; the last line reads
+# Installs shellcheck and prometheus (for promtool; apt-get), cfn-lint and
+# kubernetes-validate (PyPI) when missing. Exits non-zero on any failure; the last line reads
 # "deploy checks: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 case "${1:-}" in
     --help | -h)
-        sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     "") ;;
@@ -381,6 +382,16 @@ for script in "${SCRIPTS[@]}"; do
         fail "$script --help" "$WORK/run.out"
     fi
 done
+
+# --- (e) Grafana -------------------------------------------------------------------
+echo "== (e) Grafana dashboard (promtool check rules on its queries)"
+command -v promtool >/dev/null 2>&1 || install_apt prometheus
+if command -v promtool >/dev/null 2>&1; then
+    check "deploy/grafana/kube-credential.json: described panels, queries promtool accepts" \
+        "$PY" scripts/checks/dashboard.py deploy/grafana/kube-credential.json "$(command -v promtool)" "$WORK"
+else
+    fail "promtool is not installed and could not be (apt-get install prometheus)" "$WORK/apt.log"
+fi
 
 echo
 echo "deploy checks: $PASSED passed, $FAILED failed"

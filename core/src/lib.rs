@@ -26,7 +26,8 @@
 //! | `db/monitor.rs` | whether the database answers: one probe per task, fail-fast while it is down |
 //! | `db/tls.rs`, `db/types.rs` | TLS to the database; JSONB as text |
 //! | `migrate.rs` | the migrations in `sql/`, applied under an advisory lock |
-//! | `metrics.rs` | what a task counts (`db/metrics.rs` for the database layer), exposed on `METRICS_PORT` |
+//! | `metrics/mod.rs` | what a task counts (`db/metrics.rs` for the database layer), exposed on `METRICS_PORT` |
+//! | `metrics/process.rs`, `metrics/emf.rs` | the process's CPU, memory and descriptors; CloudWatch EMF lines (`METRICS_EMF_SECONDS`) |
 //! | `logging.rs`, `time.rs` | JSON log lines; RFC 3339 timestamps |
 //!
 //! ## One request

@@ -4,6 +4,7 @@
 use issuance::Issuance;
 use kc_testing::{spawn_app, spawn_app_with, TestApp, TestDb, TestResponse};
 use serde_json::json;
+use std::collections::BTreeSet;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -334,4 +335,45 @@ async fn metrics_count_requests_statements_the_pool_and_the_process() {
     );
     assert!(sample(&m, "process_open_fds").is_some_and(|n| n > 0.0), "{m}");
     assert!(sample(&m, "process_cpu_seconds_total").is_some(), "{m}");
+}
+
+/// The series a PromQL query selects: each name written right before a `{`.
+fn selected_series(expr: &str) -> impl Iterator<Item = &str> {
+    expr.match_indices('{').filter_map(move |(at, _)| {
+        let head = &expr[..at];
+        let start = head
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .map_or(0, |i| i + 1);
+        (start < at).then(|| &head[start..])
+    })
+}
+
+#[tokio::test]
+async fn the_grafana_dashboard_queries_only_series_a_task_exposes() {
+    let app = spawn_app::<Issuance>().await;
+    let good = json!({ "name": "g", "email": "g@example.com", "credentialType": "t" });
+    assert_eq!(app.post_json(PATH, &good).await.status, 201);
+    let m = app.metrics().await;
+    let exposed: BTreeSet<&str> = m
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../deploy/grafana/kube-credential.json"))
+            .expect("the dashboard is JSON");
+    let queried: BTreeSet<&str> = dashboard["panels"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|panel| panel["targets"].as_array().into_iter().flatten())
+        .filter_map(|target| target["expr"].as_str())
+        .flat_map(selected_series)
+        .collect();
+    assert!(queried.len() >= 10, "too few series found: {queried:?}");
+    let missing: Vec<_> = queried.difference(&exposed).collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries {missing:?}, which a task does not expose:\n{m}"
+    );
 }
