@@ -3,7 +3,9 @@
 # machine's drift and noise fall on both alike: one task of each build
 # (issuance or verification) against the same scratch schema, then wrk
 # against A, B, A, B, ... for ROUNDS rounds; prints each build's median
-# requests/s and p99 and the ratio B/A.
+# requests/s, p99 and CPU time per request, and the ratios B/A. On a shared,
+# busy machine requests/s swings with what else runs; the task's own CPU
+# time per request (user + system, from /proc) swings far less.
 #
 #   load/ab.sh BIN_DIR_A BIN_DIR_B [issuance|verification]
 #   load/ab.sh /tmp/before/target/release target/release verification
@@ -88,15 +90,19 @@ start() { # bin_dir port name
 start "$A" "$PORT_BASE" a
 start "$B" $((PORT_BASE + 1)) b
 
+# Clock ticks (USER_HZ) the task has run, user + system.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 : >"$OUT/results.txt"
 for round in $(seq 1 "$ROUNDS"); do
     for side in a b; do
-        port=$PORT_BASE
-        [ "$side" = b ] && port=$((PORT_BASE + 1))
+        port=$PORT_BASE pid=${PIDS[0]}
+        [ "$side" = b ] && port=$((PORT_BASE + 1)) pid=${PIDS[1]}
+        before=$(cpu_ticks "$pid")
         IDS_FILE="$OUT/ids.txt" wrk -t 2 -c "$CONNECTIONS" -d "${SECONDS_EACH}s" --timeout 5s \
             -s "load/wrk/$LUA" "http://127.0.0.1:$port" >"$OUT/wrk.txt" 2>&1
-        printf '%s %s %s\n' "$side" "$round" "$(sed -n 's/^WRK_JSON //p' "$OUT/wrk.txt")" >>"$OUT/results.txt"
+        printf '%s %s %s %s\n' "$side" "$round" "$(($(cpu_ticks "$pid") - before))" \
+            "$(sed -n 's/^WRK_JSON //p' "$OUT/wrk.txt")" >>"$OUT/results.txt"
         printf '[ab] round %d %s done\n' "$round" "$side" >&2
     done
 done
-python3 load/ab_report.py "$SERVICE" "$A" "$B" <"$OUT/results.txt"
+python3 load/ab_report.py "$SERVICE" "$A" "$B" "$(getconf CLK_TCK)" <"$OUT/results.txt"
