@@ -261,7 +261,7 @@ echo "Press Ctrl-C to stop."
 declare -A reported=()
 while true; do
     while read -r name pid _ _ state; do
-        if [ "$state" != draining ] && ! kill -0 "$pid" 2>/dev/null && [ -z "${reported[$name]:-}" ]; then
+        if [ "$state" != draining ] && [ "$state" != restarting ] && ! kill -0 "$pid" 2>/dev/null && [ -z "${reported[$name]:-}" ]; then
             reported[$name]=1
             why=exited
             if cg_oom_killed "$(twin_cgroup)" "$name"; then why="was killed by the kernel's OOM killer (TASK_MEMORY_MB=$TASK_MEMORY_MB)"; fi
