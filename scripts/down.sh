@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Stops a twin started with `scripts/up.sh --detach`: the load balancer, every
-# task (each finishes its in-flight requests first), and the private PostgreSQL
-# if up.sh started one.
+# Stops a twin started with `scripts/up.sh --detach`: the listener and target
+# groups (nginx), every task (each finishes its in-flight requests first),
+# Prometheus when it runs, the tasks' cgroups, and the private PostgreSQL if
+# up.sh started one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The local twin of production: ISSUANCE_TASKS issuance tasks and
 # VERIFICATION_TASKS verification tasks (3 each by default) on a real PostgreSQL,
-# behind nginx on LB_PORT (8080) behaving like the ALB (path routing, round robin,
-# keep-alive, passive health checks).
+# behind two nginx processes on LB_PORT (8080) behaving like the ALB: a listener
+# (path routing, keep-alive, X-Amzn-Trace-Id) that is never reloaded, and target
+# groups (round robin, no passive bans) that scripts/rollout.sh re-renders and
+# reloads to register and deregister tasks.
 #
 #   scripts/up.sh            run in the foreground; Ctrl-C stops everything it started
 #   scripts/up.sh --detach   start everything and return; scripts/down.sh stops it
@@ -13,10 +15,10 @@ source scripts/lib/postgres.sh
 # shellcheck source=scripts/lib/twin.sh
 source scripts/lib/twin.sh
 
-DETACH=""
+TWIN_DETACH=""
 for arg in "$@"; do
     case "$arg" in
-        --detach | -d) DETACH=1 ;;
+        --detach | -d) TWIN_DETACH=1 ;;
         --help | -h)
             cat <<'HELP'
 scripts/up.sh [--detach]
@@ -27,9 +29,15 @@ verification tasks on a real PostgreSQL, behind nginx on 127.0.0.1:LB_PORT.
   scripts/up.sh            run in the foreground; Ctrl-C stops everything it started
   scripts/up.sh --detach   start everything and return; scripts/down.sh stops it
 
+Then scripts/rollout.sh replaces tasks like an ECS rolling deployment.
+
 Environment: ISSUANCE_TASKS, VERIFICATION_TASKS (1-8, default 3), LB_PORT (8080),
 ISSUANCE_PORT_BASE (3000: issuance-N listens on BASE+N), VERIFICATION_PORT_BASE (3100),
-TWIN_DIR (target/twin), DATABASE_URL (see scripts/lib/postgres.sh), LOG_FORMAT (text).
+METRICS_PORT_BASE (9400: issuance-N serves /metrics on BASE+N, verification-N on
+BASE+100+N), TASK_CPU (vCPUs per task, e.g. 0.25) and TASK_MEMORY_MB (e.g. 512): each
+task in a cgroup of its own with that CPU quota and memory limit, WITH_PROMETHEUS=1
+(a Prometheus scraping every task, on PROMETHEUS_PORT, default 9090), TWIN_DIR
+(target/twin), DATABASE_URL (see scripts/lib/postgres.sh), LOG_FORMAT (text).
 HELP
             exit 0
             ;;
@@ -45,6 +53,8 @@ VERIFICATION_TASKS=${VERIFICATION_TASKS:-3}
 LB_PORT=${LB_PORT:-8080}
 ISSUANCE_PORT_BASE=${ISSUANCE_PORT_BASE:-3000}
 VERIFICATION_PORT_BASE=${VERIFICATION_PORT_BASE:-3100}
+METRICS_PORT_BASE=${METRICS_PORT_BASE:-9400}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
 
 for var in ISSUANCE_TASKS VERIFICATION_TASKS; do
     if ! [[ ${!var} =~ ^[1-8]$ ]]; then
@@ -52,8 +62,7 @@ for var in ISSUANCE_TASKS VERIFICATION_TASKS; do
         exit 2
     fi
 done
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+cg_init || exit 2
 
 running=$(twin_running_pids)
 if [ -n "$running" ]; then
@@ -64,8 +73,9 @@ rm -f "$TWIN_PIDS" "$TWIN_PG"
 mkdir -p "$TWIN_DIR"
 
 ports=("$LB_PORT")
-for n in $(seq 1 "$ISSUANCE_TASKS"); do ports+=($((ISSUANCE_PORT_BASE + n))); done
-for n in $(seq 1 "$VERIFICATION_TASKS"); do ports+=($((VERIFICATION_PORT_BASE + n))); done
+for n in $(seq 1 "$ISSUANCE_TASKS"); do ports+=($((ISSUANCE_PORT_BASE + n)) $((METRICS_PORT_BASE + n))); done
+for n in $(seq 1 "$VERIFICATION_TASKS"); do ports+=($((VERIFICATION_PORT_BASE + n)) $((METRICS_PORT_BASE + 100 + n))); done
+[ -n "${WITH_PROMETHEUS:-}" ] && ports+=("$PROMETHEUS_PORT")
 for port in "${ports[@]}"; do
     if port_busy "$port"; then
         twin_say "port $port is in use; free it or choose other ports (see --help)"
@@ -73,20 +83,32 @@ for port in "${ports[@]}"; do
     fi
 done
 
-NGINX=$(command -v nginx || true)
-if [ -z "$NGINX" ] && [ -x /usr/sbin/nginx ]; then
-    NGINX=/usr/sbin/nginx # Debian keeps it out of a normal user's PATH
-fi
-if [ -z "$NGINX" ]; then
+# Installs Debian packages when running as root; otherwise says what to run.
+need_packages() { # what package...
+    local what=$1
+    shift
     if [ "$(id -u)" -ne 0 ]; then
-        twin_say "nginx is not installed. Install it, then run this again:"
-        twin_say "    sudo apt-get update && sudo apt-get install -y nginx"
+        twin_say "$what is not installed. Install it, then run this again:"
+        twin_say "    sudo apt-get update && sudo apt-get install -y $*"
         exit 1
     fi
-    twin_say "installing Debian's nginx package"
+    twin_say "installing Debian's $* package"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
-    NGINX=/usr/sbin/nginx
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+NGINX=$(twin_nginx || true)
+if [ -z "$NGINX" ]; then
+    need_packages nginx nginx libnginx-mod-http-js
+    NGINX=$(twin_nginx)
+fi
+# The listener adds X-Amzn-Trace-Id with njs.
+NJS_MODULE=$(twin_njs_module "$NGINX" || true)
+if [ -z "$NJS_MODULE" ]; then
+    need_packages "nginx's njs module" libnginx-mod-http-js
+    NJS_MODULE=$(twin_njs_module "$NGINX")
+fi
+if [ -n "${WITH_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then
+    need_packages prometheus prometheus
 fi
 
 twin_say "building release binaries"
@@ -110,97 +132,95 @@ trap 'exit 130' INT TERM
 twin_say "migrating"
 target/release/issuance migrate
 
-# Detached processes get their own session so closing the terminal leaves them be.
-launch() { # log-file command...
-    local log=$1
-    shift
-    if [ -n "$DETACH" ]; then
-        setsid "$@" >"$log" 2>&1 </dev/null &
-    else
-        "$@" >"$log" 2>&1 </dev/null &
-    fi
-}
-
-start_task() { # service n port
-    local name="$1-$2" port=$3 pid
-    PORT=$port BIND_ADDR=127.0.0.1 WORKER_ID=$name RUN_MIGRATIONS=false LOG_FORMAT=${LOG_FORMAT:-text} \
-        launch "$TWIN_DIR/$name.log" "target/release/$1"
-    pid=$!
-    echo "$name $pid" >>"$TWIN_PIDS"
-    for _ in $(seq 1 100); do
-        if PORT=$port "target/release/$1" healthcheck 2>/dev/null; then
-            twin_say "$name ready on 127.0.0.1:$port (log: $TWIN_DIR/$name.log)"
-            return
-        fi
-        if ! kill -0 "$pid" 2>/dev/null; then
-            twin_say "$name exited; its log:"
-            cat "$TWIN_DIR/$name.log"
-            exit 1
-        fi
-        sleep 0.1
+# The tasks' environment, for the replacements rollout.sh starts (the same
+# task definition: database, service settings, task size unless rollout.sh is
+# given another).
+{
+    for name in $(compgen -e); do
+        case "$name" in
+            PWD | OLDPWD | SHLVL | _ | TASK_CPU | TASK_MEMORY_MB) continue ;;
+        esac
+        decl=$(declare -p "$name")
+        [[ $decl == "declare -x "* ]] && printf '%s\n' "$decl"
     done
-    twin_say "$name did not become ready; see $TWIN_DIR/$name.log"
-    exit 1
-}
+    # shellcheck disable=SC2016 # expanded when rollout.sh reads the file
+    printf 'TASK_CPU=${TASK_CPU-%q}\n' "${TASK_CPU:-}"
+    # shellcheck disable=SC2016
+    printf 'TASK_MEMORY_MB=${TASK_MEMORY_MB-%q}\n' "${TASK_MEMORY_MB:-}"
+} >"$TWIN_ENV"
 
-# The balancer goes first in the pid file so down.sh stops it before the tasks.
+# The target groups listen on a unix socket; its path must stay short (108
+# bytes), hence a directory under /tmp rather than under TWIN_DIR.
+mktemp -d "${TMPDIR:-/tmp}/kc-twin.XXXXXX" >"$TWIN_SOCKETS"
+SOCKET_DIR=$(cat "$TWIN_SOCKETS")
+# Run as root, nginx's workers run as another user and must reach the socket.
+chmod 755 "$SOCKET_DIR"
+
+if cg_wanted && [ -n "$KC_CG_VERSION" ]; then
+    twin_say "tasks sized like Fargate: ${TASK_CPU:-unlimited} vCPU, ${TASK_MEMORY_MB:-unlimited} MB each (cgroup v$KC_CG_VERSION)"
+fi
 : >"$TWIN_PIDS"
-upstreams() { # base count
-    local n
-    for n in $(seq 1 "$2"); do
-        printf 'server 127.0.0.1:%d max_fails=1 fail_timeout=10s;\n    ' $(($1 + n))
-    done
-}
-mkdir -p "$TWIN_DIR/nginx/conf.d" "$TWIN_DIR/nginx/temp"
-# Render the template with bash alone (no envsubst needed): only these three
-# names are replaced, nginx's own $variables stay as they are.
-# shellcheck disable=SC2016 # the placeholders are literal text
-render() {
-    local t
-    t=$(<deploy/nginx/kube-credential.conf.template)
-    t=${t//'${LB_LISTEN}'/127.0.0.1:$LB_PORT}
-    t=${t//'${ISSUANCE_UPSTREAMS}'/$(upstreams "$ISSUANCE_PORT_BASE" "$ISSUANCE_TASKS")}
-    t=${t//'${VERIFICATION_UPSTREAMS}'/$(upstreams "$VERIFICATION_PORT_BASE" "$VERIFICATION_TASKS")}
-    printf '%s\n' "$t"
-}
-render >"$TWIN_DIR/nginx/conf.d/kube-credential.conf"
-NGINX_PREFIX=$(cd "$TWIN_DIR/nginx" && pwd)
-cat >"$TWIN_DIR/nginx/nginx.conf" <<CONF
-# Generated by scripts/up.sh; the routing lives in conf.d/ (from deploy/nginx/).
-daemon off;
-worker_processes 1;
-pid $NGINX_PREFIX/nginx.pid;
-error_log $NGINX_PREFIX/error.log warn;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_buffer_size 1m;
-    client_body_temp_path $NGINX_PREFIX/temp/body;
-    proxy_temp_path $NGINX_PREFIX/temp/proxy;
-    fastcgi_temp_path $NGINX_PREFIX/temp/fastcgi;
-    uwsgi_temp_path $NGINX_PREFIX/temp/uwsgi;
-    scgi_temp_path $NGINX_PREFIX/temp/scgi;
-    include $NGINX_PREFIX/conf.d/*.conf;
-}
-CONF
-"$NGINX" -t -q -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" -e "$NGINX_PREFIX/error.log"
+for n in $(seq 1 "$ISSUANCE_TASKS"); do
+    twin_start_task issuance "issuance-$n" $((ISSUANCE_PORT_BASE + n)) $((METRICS_PORT_BASE + n)) registered || exit 1
+done
+for n in $(seq 1 "$VERIFICATION_TASKS"); do
+    twin_start_task verification "verification-$n" $((VERIFICATION_PORT_BASE + n)) $((METRICS_PORT_BASE + 100 + n)) registered || exit 1
+done
 
-for n in $(seq 1 "$ISSUANCE_TASKS"); do start_task issuance "$n" $((ISSUANCE_PORT_BASE + n)); done
-for n in $(seq 1 "$VERIFICATION_TASKS"); do start_task verification "$n" $((VERIFICATION_PORT_BASE + n)); done
-
-launch "$TWIN_DIR/nginx/stdout.log" "$NGINX" -p "$NGINX_PREFIX" -c "$NGINX_PREFIX/nginx.conf" -e "$NGINX_PREFIX/error.log"
-sed -i "1i nginx $!" "$TWIN_PIDS"
+# The target groups, then the listener in front of them.
+for part in nginx nginx-targets; do
+    mkdir -p "$TWIN_DIR/$part/conf.d" "$TWIN_DIR/$part/temp"
+done
+LISTENER_PREFIX=$(cd "$TWIN_DIR/nginx" && pwd)
+TARGETS_PREFIX=$(cd "$TWIN_DIR/nginx-targets" && pwd)
+twin_nginx_main_conf "$LISTENER_PREFIX" "$NJS_MODULE" >"$LISTENER_PREFIX/nginx.conf"
+twin_nginx_main_conf "$TARGETS_PREFIX" >"$TARGETS_PREFIX/nginx.conf"
+twin_render deploy/nginx/kube-credential.conf.template "LB_LISTEN=127.0.0.1:$LB_PORT" \
+    "TG_SOCKET_DIR=$SOCKET_DIR" "NJS_PATH=$(cd deploy/nginx && pwd)" >"$LISTENER_PREFIX/conf.d/kube-credential.conf"
+twin_render_targets
+# shellcheck disable=SC2046 # twin_nginx_args prints separate words
+{
+    "$NGINX" -t -q $(twin_nginx_args "$TARGETS_PREFIX")
+    "$NGINX" -t -q $(twin_nginx_args "$LISTENER_PREFIX")
+}
+# shellcheck disable=SC2046
+twin_launch "$TARGETS_PREFIX/stdout.log" "$NGINX" $(twin_nginx_args "$TARGETS_PREFIX")
+sed -i "1i nginx-targets $! - - -" "$TWIN_PIDS"
+# shellcheck disable=SC2046
+twin_launch "$LISTENER_PREFIX/stdout.log" "$NGINX" $(twin_nginx_args "$LISTENER_PREFIX")
+# The listener goes first in the pid file so down.sh stops it before the rest.
+sed -i "1i nginx-listener $! $LB_PORT - -" "$TWIN_PIDS"
 for _ in $(seq 1 50); do
     if [ "$(http_status "$LB_PORT" /issuance/health)" = 200 ] && [ "$(http_status "$LB_PORT" /verification/health)" = 200 ]; then
         break
     fi
     sleep 0.1
 done
-if [ "$(http_status "$LB_PORT" /issuance/health)" != 200 ]; then
-    twin_say "the load balancer does not answer on :$LB_PORT; see $NGINX_PREFIX/error.log"
+if [ "$(http_status "$LB_PORT" /issuance/health)" != 200 ] || [ "$(http_status "$LB_PORT" /verification/health)" != 200 ]; then
+    twin_say "the load balancer does not answer on :$LB_PORT; see $LISTENER_PREFIX/error.log and $TARGETS_PREFIX/error.log"
     exit 1
 fi
 twin_say "load balancer on http://127.0.0.1:$LB_PORT ($ISSUANCE_TASKS issuance + $VERIFICATION_TASKS verification tasks)"
+
+if [ -n "${WITH_PROMETHEUS:-}" ]; then
+    PROM_DIR=$(mkdir -p "$TWIN_DIR/prometheus" && cd "$TWIN_DIR/prometheus" && pwd)
+    twin_write_prometheus_targets
+    twin_render deploy/prometheus/prometheus.yml.template "TARGETS_FILE=$PROM_DIR/targets.json" >"$PROM_DIR/prometheus.yml"
+    # The remote-write receiver lets k6 stream into it (k6 run -o experimental-prometheus-rw).
+    twin_launch "$PROM_DIR/prometheus.log" prometheus --config.file="$PROM_DIR/prometheus.yml" \
+        --storage.tsdb.path="$PROM_DIR/data" --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+        --web.enable-remote-write-receiver --log.level=warn
+    twin_add_entry prometheus "$!" "$PROMETHEUS_PORT" - -
+    for _ in $(seq 1 100); do
+        [ "$(http_status "$PROMETHEUS_PORT" /-/ready)" = 200 ] && break
+        sleep 0.1
+    done
+    if [ "$(http_status "$PROMETHEUS_PORT" /-/ready)" != 200 ]; then
+        twin_say "prometheus did not become ready; see $PROM_DIR/prometheus.log"
+        exit 1
+    fi
+    twin_say "prometheus on http://127.0.0.1:$PROMETHEUS_PORT (targets: http://127.0.0.1:$PROMETHEUS_PORT/targets)"
+fi
 
 LB="http://127.0.0.1:$LB_PORT"
 cat <<MSG
@@ -224,23 +244,29 @@ Ready. Try (in another terminal):
   curl -s $LB/issuance/health; curl -s $LB/verification/health
   k6 run load/distribution.js
 
+  # replace every task, one by one, like an ECS rolling deployment
+  scripts/rollout.sh all
+
 MSG
 
-if [ -n "$DETACH" ]; then
+if [ -n "$TWIN_DETACH" ]; then
     trap - EXIT INT TERM
     twin_say "detached; stop it with scripts/down.sh"
     exit 0
 fi
 echo "Press Ctrl-C to stop."
-# Stay until Ctrl-C or until the balancer dies. A task that dies is reported and
-# left dead, like a stopped ECS task: the balancer routes around it.
+# Stay until Ctrl-C or until a balancer process dies. A task that dies is
+# reported and left dead, like a stopped ECS task: the target group moves its
+# refused connections to the other tasks. Tasks rollout.sh drains are its own.
 declare -A reported=()
 while true; do
-    while read -r name pid; do
-        if ! kill -0 "$pid" 2>/dev/null && [ -z "${reported[$name]:-}" ]; then
+    while read -r name pid _ _ state; do
+        if [ "$state" != draining ] && [ "$state" != restarting ] && ! kill -0 "$pid" 2>/dev/null && [ -z "${reported[$name]:-}" ]; then
             reported[$name]=1
-            twin_say "$name (pid $pid) exited; the load balancer skips it (log: $TWIN_DIR/$name.log)"
-            if [ "$name" = nginx ]; then
+            why=exited
+            if cg_oom_killed "$(twin_cgroup)" "$name"; then why="was killed by the kernel's OOM killer (TASK_MEMORY_MB=$TASK_MEMORY_MB)"; fi
+            twin_say "$name (pid $pid) $why; the load balancer skips it (log: $TWIN_DIR/$name.log)"
+            if [[ $name == nginx-* ]]; then
                 exit 1
             fi
         fi

