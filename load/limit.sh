@@ -60,6 +60,8 @@ if [ -n "${TASK_CPU:-}" ]; then
 fi
 
 mkdir -p "$OUT"
+# Other work on the machine skews every figure; the report shows how busy it was.
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 : >"$OUT/facts.txt"
 fact() { echo "$*" >>"$OUT/facts.txt"; }
 say "building release binaries${TARGET:+ for $TARGET}"
@@ -256,5 +258,6 @@ fact rows "$ROWS"
 fact task_cpu "${TASK_CPU:-}"
 fact task_memory_mb "${TASK_MEMORY_MB:-}"
 fact p99_bound_ms "$P99_BOUND_MS"
+fact load_before "$LOAD_BEFORE"
 python3 load/limit_report.py report "$OUT"
 [ "$CHECK" = ok ]

@@ -63,6 +63,7 @@ def report(out):
         rows=int(f["rows"]), task_cpu=f.get("task_cpu") or None, task_memory_mb=f.get("task_memory_mb") or None,
         p99_bound_ms=float(f.get("p99_bound_ms", 25)),
         checkpoints_during_issuance=int(f["checkpoints"]),
+        load_average_before=f.get("load_before", ""),
     )
     for name in ("select", "insert"):
         tps, p50, p99 = f[f"pgbench_{name}"].split()
@@ -86,6 +87,7 @@ def print_table(r, out):
         size = f", each task limited to {r['task_cpu'] or 'unlimited'} vCPU and {r['task_memory_mb'] or 'unlimited'} MB"
     print(f"""
 load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each{size}
+(load average before the run: {r['load_average_before']}; other work on the machine skews every figure)
 
 | what | per second | p50 ms | p99 ms | peak RSS MB | errors | task CPU | machine busy |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
