@@ -1,9 +1,10 @@
 """Prints values from a k6 --summary-export file on one line, in the order
 asked: for a counter its count, for a rate its number of true values (for
-http_req_failed: the failed requests), and METRIC:STAT for a trend's statistic
-(e.g. http_req_duration:p(99), in ms). 0 for a metric the run never emitted.
+http_req_failed: the failed requests), and METRIC/STAT for one statistic
+(e.g. http_req_duration/p(99) in ms, checks/fails). 0 for a metric the run
+never emitted. Sub-metrics are named as k6 names them: http_reqs{phase:measure}.
 
-    python3 scripts/lib/k6_summary.py summary.json http_reqs http_req_failed 'http_req_duration:p(99)'
+    python3 scripts/lib/k6_summary.py summary.json http_reqs http_req_failed 'http_req_duration/p(99)'
 """
 
 import json
@@ -11,7 +12,7 @@ import sys
 
 
 def value(metrics, name):
-    name, _, stat = name.partition(":")
+    name, _, stat = name.partition("/")
     m = metrics.get(name, {})
     if stat:
         return f"{float(m.get(stat, 0)):.2f}"
