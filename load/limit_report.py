@@ -42,12 +42,12 @@ def task(facts, prefix):
     if facts.get(f"{prefix}_cgroup"):
         t["cgroup"] = facts[f"{prefix}_cgroup"]
     if facts.get(f"{prefix}_constant"):
-        # "percent:rate:p99:ok ..." in the order run (percent of the wrk rate); ok means
-        # p99 within the bound with nothing failed or dropped.
+        # "percent:rate:p99:ok:throttled/periods ..." in the order run (percent of the
+        # wrk rate); ok means p99 within the bound with nothing failed or dropped.
         steps = []
         for step in facts[f"{prefix}_constant"].split():
-            pct, rate, p99_ms, ok = step.split(":")
-            steps.append(dict(percent=int(pct), rate=int(rate), p99_ms=float(p99_ms), ok=ok == "1"))
+            pct, rate, p99_ms, ok, throttled = step.split(":")
+            steps.append(dict(percent=int(pct), rate=int(rate), p99_ms=float(p99_ms), ok=ok == "1", throttled_periods=throttled))
         t["constant_rate_steps"] = steps
         good = [s["rate"] for s in steps if s["ok"]]
         t["highest_rate_p99_within_bound"] = max(good) if good else 0
@@ -63,6 +63,7 @@ def report(out):
         rows=int(f["rows"]), task_cpu=f.get("task_cpu") or None, task_memory_mb=f.get("task_memory_mb") or None,
         p99_bound_ms=float(f.get("p99_bound_ms", 25)),
         checkpoints_during_issuance=int(f["checkpoints"]),
+        load_average_before=f.get("load_before", ""),
     )
     for name in ("select", "insert"):
         tps, p50, p99 = f[f"pgbench_{name}"].split()
@@ -86,6 +87,7 @@ def print_table(r, out):
         size = f", each task limited to {r['task_cpu'] or 'unlimited'} vCPU and {r['task_memory_mb'] or 'unlimited'} MB"
     print(f"""
 load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each{size}
+(load average before the run: {r['load_average_before']}; other work on the machine skews every figure)
 
 | what | per second | p50 ms | p99 ms | peak RSS MB | errors | task CPU | machine busy |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |
@@ -103,12 +105,12 @@ Checkpoints while issuance ran: {r['checkpoints_during_issuance']}.)
     if "constant_rate_steps" in v or "constant_rate_steps" in i:
         bound = r["p99_bound_ms"]
         print(f"\nConstant arrival rate (k6, open loop), p99 bound {bound:g} ms:\n")
-        print(f"| task | saturation/s (wrk) | p99 at half of it | highest rate with p99 ≤ {bound:g} ms | CPU used | steps (rate/s: p99 ms) |")
+        print(f"| task | saturation/s (wrk) | p99 at half of it | highest rate with p99 ≤ {bound:g} ms | CPU used | steps (rate/s: p99 ms, periods throttled) |")
         print("| --- | ---: | ---: | ---: | ---: | --- |")
         for label, t in (("verification", v), ("issuance", i)):
             if "constant_rate_steps" not in t:
                 continue
-            steps = ", ".join(f"{s['rate']}: {s['p99_ms']:.1f}{'' if s['ok'] else ' ✗'}" for s in t["constant_rate_steps"])
+            steps = ", ".join(f"{s['rate']}: {s['p99_ms']:.1f}{'' if s['ok'] else ' ✗'} ({s['throttled_periods']})" for s in t["constant_rate_steps"])
             print(f"| {label} | {t['rps']:.0f} | {t['p99_ms_at_half_saturation'] or 0:.1f} ms | {t['highest_rate_p99_within_bound']} | {t['task_cores']:.2f} cores | {steps} |")
     print(f"""
 verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}

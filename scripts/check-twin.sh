@@ -6,7 +6,8 @@
 #   1. load/distribution.js for 5 s: every task answers an even share;
 #   2. load/rollout.js (issue + verify pairs at ROLLOUT_RATE/s) while
 #      scripts/rollout.sh all replaces all six tasks: no failed request, no
-#      other status, and every 201 stored;
+#      other status, and every 201 stored; then the same while
+#      scripts/rollout.sh all --in-place restarts each task on its own port;
 #   3. scripts/check-lb.sh: the balancer behaves like the ALB;
 #   4. with one task stopped, distribution.js must fail and report 2/3 tasks;
 #
@@ -18,7 +19,8 @@
 # (scripts/lib/tools.sh); the outputs go to target/k6/.
 #
 # Environment: DATABASE_URL (scripts/lib/postgres.sh), ROLLOUT_RATE (200 pairs/s),
-# ROLLOUT_LOAD_SECONDS (35: must outlast the rollout), DRAIN_SECONDS (1 here), the
+# ROLLOUT_LOAD_SECONDS (35: must outlast the rollout), IN_PLACE_LOAD_SECONDS (20:
+# the same for the in-place restarts), DRAIN_SECONDS (1 here), the
 # twin's ports and directory (TWIN_DIR, LB_PORT, ISSUANCE_PORT_BASE,
 # VERIFICATION_PORT_BASE, METRICS_PORT_BASE).
 set -euo pipefail
@@ -30,6 +32,7 @@ export METRICS_PORT_BASE=${METRICS_PORT_BASE:-18400} DRAIN_SECONDS=${DRAIN_SECON
 export DB_QUEUE_TIMEOUT_MS=${DB_QUEUE_TIMEOUT_MS:-5000}
 RATE=${ROLLOUT_RATE:-200}
 LOAD_SECONDS=${ROLLOUT_LOAD_SECONDS:-35}
+IN_PLACE_LOAD_SECONDS=${IN_PLACE_LOAD_SECONDS:-20}
 OUT=target/k6
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
@@ -96,28 +99,38 @@ DATABASE_URL=$URL scripts/up.sh --detach >"$OUT/up.log" 2>&1 || {
 BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution.json" \
     k6 run --quiet load/distribution.js
 
+# Runs scripts/rollout.sh with ARGS while load/rollout.js sends RATE pairs/s for
+# SECONDS; fails unless no request failed and every 201 is a stored row.
+rollout_under_load() { # name seconds rollout-args...
+    local name=$1 seconds=$2 tag k6_pid k6_ok=1 requests failed issued verified stored
+    shift 2
+    tag="$name-$$-$RANDOM"
+    BASE_URL="http://127.0.0.1:$LB_PORT" RATE=$RATE DURATION="${seconds}s" ROLLOUT_TAG=$tag \
+        k6 run --quiet --summary-export "$OUT/$name.json" load/rollout.js >"$OUT/$name-k6.log" 2>&1 &
+    k6_pid=$!
+    sleep 2
+    if ! scripts/rollout.sh "$@" >"$OUT/$name.log" 2>&1; then
+        cat "$OUT/$name.log"
+        fail "scripts/rollout.sh $* failed"
+    fi
+    grep 'rollout done' "$OUT/$name.log"
+    kill -0 "$k6_pid" 2>/dev/null || fail "the load ended before the rollout did; raise ROLLOUT_LOAD_SECONDS"
+    wait "$k6_pid" || k6_ok=""
+    read -r requests failed issued verified < <(python3 scripts/lib/k6_summary.py "$OUT/$name.json" \
+        http_reqs http_req_failed issued_201 verified_200)
+    stored=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE credential_type = 'k6 $tag'")
+    echo "$requests requests, $failed failed; $issued answered 201 and $stored stored; $verified verified"
+    if [ -z "$k6_ok" ]; then
+        cat "$OUT/$name-k6.log"
+        fail "requests failed during scripts/rollout.sh $* (k6's thresholds; its output above)"
+    fi
+    [ "$stored" = "$issued" ] || fail "$issued credentials answered 201 but $stored are stored"
+}
+
 say "rollout of all six tasks under $RATE issue+verify pairs/s (DRAIN_SECONDS=$DRAIN_SECONDS)"
-tag="rollout-$$-$RANDOM"
-BASE_URL="http://127.0.0.1:$LB_PORT" RATE=$RATE DURATION="${LOAD_SECONDS}s" ROLLOUT_TAG=$tag \
-    k6 run --quiet --summary-export "$OUT/rollout.json" load/rollout.js >"$OUT/rollout-k6.log" 2>&1 &
-k6_pid=$!
-sleep 2
-if ! scripts/rollout.sh all --no-build >"$OUT/rollout.log" 2>&1; then
-    cat "$OUT/rollout.log"
-    fail "scripts/rollout.sh failed"
-fi
-grep 'rollout done' "$OUT/rollout.log"
-kill -0 "$k6_pid" 2>/dev/null || fail "the load ended before the rollout did; raise ROLLOUT_LOAD_SECONDS"
-k6_ok=1
-wait "$k6_pid" || k6_ok=""
-read -r requests failed issued verified < <(python3 scripts/lib/k6_summary.py "$OUT/rollout.json" http_reqs http_req_failed issued_201 verified_200)
-stored=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE credential_type = 'k6 $tag'")
-echo "$requests requests, $failed failed; $issued answered 201 and $stored stored; $verified verified"
-if [ -z "$k6_ok" ]; then
-    cat "$OUT/rollout-k6.log"
-    fail "requests failed during the rollout (k6's thresholds; its output above)"
-fi
-[ "$stored" = "$issued" ] || fail "$issued credentials answered 201 but $stored are stored"
+rollout_under_load rollout "$LOAD_SECONDS" all --no-build
+say "all six tasks restarted in place under the same load"
+rollout_under_load in-place "$IN_PLACE_LOAD_SECONDS" all --no-build --in-place
 
 say "load balancer checks (scripts/check-lb.sh)"
 scripts/check-lb.sh

@@ -115,28 +115,37 @@ cg_prepare() { # group task
     done < <(cg_dirs "$1" "$2")
 }
 
+# "periods throttled seconds" of the task's CPU quota so far; "0 0 0" without one.
+cg_cpu_stat() { # group task
+    local dir
+    if [ "$KC_CG_VERSION" = 2 ]; then
+        dir=$(cg_dirs "$1" "$2")
+    elif [ "$KC_CG_VERSION" = 1 ] && [ -n "${TASK_CPU:-}" ]; then
+        dir="$KC_CG_FS/cpu/kube-credential/$1/$2"
+    fi
+    if [ -z "${dir:-}" ] || [ ! -f "$dir/cpu.stat" ]; then
+        echo "0 0 0"
+        return 0
+    fi
+    # v1 counts throttled_time in ns, v2 throttled_usec in µs.
+    awk '$1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2 }
+        $1 == "throttled_time" { s = $2 / 1e9 } $1 == "throttled_usec" { s = $2 / 1e6 }
+        END { printf "%d %d %.1f\n", p, t, s }' "$dir/cpu.stat"
+}
+
 # What the task's cgroup saw: CPU throttling, peak memory, OOM kills. One line;
 # nothing when the task had no cgroup.
 cg_report() { # group task
     [ -n "$KC_CG_VERSION" ] || return 0
-    local cpu_dir mem_dir periods=0 throttled=0 throttled_s=0 peak="" ooms=0
+    local mem_dir periods throttled throttled_s peak="" ooms=0
+    read -r periods throttled throttled_s < <(cg_cpu_stat "$1" "$2")
     if [ "$KC_CG_VERSION" = 2 ]; then
-        cpu_dir=$(cg_dirs "$1" "$2")
-        mem_dir=$cpu_dir
-        [ -d "$cpu_dir" ] || return 0
-        read -r periods throttled throttled_s < <(awk '
-            $1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2 } $1 == "throttled_usec" { u = $2 }
-            END { printf "%d %d %.1f\n", p, t, u / 1e6 }' "$cpu_dir/cpu.stat")
+        mem_dir=$(cg_dirs "$1" "$2")
+        [ -d "$mem_dir" ] || return 0
         [ -f "$mem_dir/memory.peak" ] && peak=$(cat "$mem_dir/memory.peak")
         ooms=$(awk '$1 == "oom_kill" { print $2 }' "$mem_dir/memory.events")
     else
-        cpu_dir="$KC_CG_FS/cpu/kube-credential/$1/$2"
         mem_dir="$KC_CG_FS/memory/kube-credential/$1/$2"
-        if [ -n "${TASK_CPU:-}" ] && [ -d "$cpu_dir" ]; then
-            read -r periods throttled throttled_s < <(awk '
-                $1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2 } $1 == "throttled_time" { n = $2 }
-                END { printf "%d %d %.1f\n", p, t, n / 1e9 }' "$cpu_dir/cpu.stat")
-        fi
         if [ -n "${TASK_MEMORY_MB:-}" ] && [ -d "$mem_dir" ]; then
             peak=$(cat "$mem_dir/memory.max_usage_in_bytes")
             ooms=$(awk '$1 == "oom_kill" { print $2 }' "$mem_dir/memory.oom_control")

@@ -1,9 +1,8 @@
-"""Prints values from a k6 --summary-export file on one line, in the order
+"""Prints counts from a k6 --summary-export file on one line, in the order
 asked: for a counter its count, for a rate its number of true values (for
-http_req_failed: the failed requests), and METRIC:STAT for a trend's statistic
-(e.g. http_req_duration:p(99), in ms). 0 for a metric the run never emitted.
+http_req_failed: the failed requests). 0 for a metric the run never emitted.
 
-    python3 scripts/lib/k6_summary.py summary.json http_reqs http_req_failed 'http_req_duration:p(99)'
+    python3 scripts/lib/k6_summary.py summary.json http_reqs http_req_failed issued_201
 """
 
 import json
@@ -11,19 +10,16 @@ import sys
 
 
 def value(metrics, name):
-    name, _, stat = name.partition(":")
     m = metrics.get(name, {})
-    if stat:
-        return f"{float(m.get(stat, 0)):.2f}"
     if "count" in m:
-        return str(int(m["count"]))
-    return str(int(m.get("passes", 0)))
+        return int(m["count"])
+    return int(m.get("passes", 0))
 
 
 def main():
     with open(sys.argv[1]) as f:
         metrics = json.load(f).get("metrics", {})
-    print(" ".join(value(metrics, name) for name in sys.argv[2:]))
+    print(" ".join(str(value(metrics, name)) for name in sys.argv[2:]))
 
 
 if __name__ == "__main__":
