@@ -19,7 +19,7 @@
 # (scripts/lib/tools.sh); the outputs go to target/k6/.
 #
 # Environment: DATABASE_URL (scripts/lib/postgres.sh), ROLLOUT_RATE (200 pairs/s),
-# ROLLOUT_LOAD_SECONDS (35: must outlast the rollout), IN_PLACE_LOAD_SECONDS (20:
+# ROLLOUT_LOAD_SECONDS (28: must outlast the rollout), IN_PLACE_LOAD_SECONDS (18:
 # the same for the in-place restarts), DRAIN_SECONDS (1 here), the
 # twin's ports and directory (TWIN_DIR, LB_PORT, ISSUANCE_PORT_BASE,
 # VERIFICATION_PORT_BASE, METRICS_PORT_BASE).
@@ -31,8 +31,8 @@ export METRICS_PORT_BASE=${METRICS_PORT_BASE:-18400} DRAIN_SECONDS=${DRAIN_SECON
 # A shared CI machine stalls now and then; the tasks should wait, not shed.
 export DB_QUEUE_TIMEOUT_MS=${DB_QUEUE_TIMEOUT_MS:-5000}
 RATE=${ROLLOUT_RATE:-200}
-LOAD_SECONDS=${ROLLOUT_LOAD_SECONDS:-35}
-IN_PLACE_LOAD_SECONDS=${IN_PLACE_LOAD_SECONDS:-20}
+LOAD_SECONDS=${ROLLOUT_LOAD_SECONDS:-28}
+IN_PLACE_LOAD_SECONDS=${IN_PLACE_LOAD_SECONDS:-18}
 OUT=target/k6
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
@@ -102,7 +102,7 @@ BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution
 # Runs scripts/rollout.sh with ARGS while load/rollout.js sends RATE pairs/s for
 # SECONDS; fails unless no request failed and every 201 is a stored row.
 rollout_under_load() { # name seconds rollout-args...
-    local name=$1 seconds=$2 tag k6_pid k6_ok=1 requests failed issued verified stored
+    local name=$1 seconds=$2 tag k6_pid k6_ok=1 requests failed issued verified dropped stored
     shift 2
     tag="$name-$$-$RANDOM"
     BASE_URL="http://127.0.0.1:$LB_PORT" RATE=$RATE DURATION="${seconds}s" ROLLOUT_TAG=$tag \
@@ -116,10 +116,11 @@ rollout_under_load() { # name seconds rollout-args...
     grep 'rollout done' "$OUT/$name.log"
     kill -0 "$k6_pid" 2>/dev/null || fail "the load ended before the rollout did; raise ROLLOUT_LOAD_SECONDS"
     wait "$k6_pid" || k6_ok=""
-    read -r requests failed issued verified < <(python3 scripts/lib/k6_summary.py "$OUT/$name.json" \
-        http_reqs http_req_failed issued_201 verified_200)
+    read -r requests failed issued verified dropped < <(python3 scripts/lib/k6_summary.py "$OUT/$name.json" \
+        http_reqs http_req_failed issued_201 verified_200 dropped_iterations)
     stored=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE credential_type = 'k6 $tag'")
-    echo "$requests requests, $failed failed; $issued answered 201 and $stored stored; $verified verified"
+    echo "$requests requests, $failed failed; $issued answered 201 and $stored stored; $verified verified" \
+        "($dropped iterations k6 could not start in time)"
     if [ -z "$k6_ok" ]; then
         cat "$OUT/$name-k6.log"
         fail "requests failed during scripts/rollout.sh $* (k6's thresholds; its output above)"
