@@ -138,7 +138,10 @@ target/release/issuance migrate
 {
     for name in $(compgen -e); do
         case "$name" in
-            PWD | OLDPWD | SHLVL | _ | TASK_CPU | TASK_MEMORY_MB) continue ;;
+            # The shell's own, and the twin scripts' settings: rollout.sh takes those
+            # from its own environment.
+            PWD | OLDPWD | SHLVL | _ | TASK_CPU | TASK_MEMORY_MB | TWIN_* | LB_PORT | *_PORT_BASE | \
+                *_TASKS | WITH_PROMETHEUS | PROMETHEUS_PORT | DRAIN_SECONDS | STOP_TIMEOUT) continue ;;
         esac
         decl=$(declare -p "$name")
         [[ $decl == "declare -x "* ]] && printf '%s\n' "$decl"
