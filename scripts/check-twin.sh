@@ -3,7 +3,9 @@
 # (3 + 3 tasks, TWIN_DIR=target/twin-test, nginx on 18080) writing into a
 # schema of its own, then
 #
-#   1. load/distribution.js for 5 s: every task answers an even share;
+#   1. load/distribution.js for 5 s: every task answers an even share; then
+#      every query of deploy/grafana/kube-credential.json, run by the twin's
+#      Prometheus (WITH_PROMETHEUS=1), returns a series for each of the six tasks;
 #   2. load/rollout.js (issue + verify pairs at ROLLOUT_RATE/s) while
 #      scripts/rollout.sh all replaces all six tasks: no failed request, no
 #      other status, and every 201 stored; then the same while
@@ -22,12 +24,13 @@
 # ROLLOUT_LOAD_SECONDS (28: must outlast the rollout), IN_PLACE_LOAD_SECONDS (18:
 # the same for the in-place restarts), DRAIN_SECONDS (1 here), the
 # twin's ports and directory (TWIN_DIR, LB_PORT, ISSUANCE_PORT_BASE,
-# VERIFICATION_PORT_BASE, METRICS_PORT_BASE).
+# VERIFICATION_PORT_BASE, METRICS_PORT_BASE, PROMETHEUS_PORT (18090)).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export TWIN_DIR=${TWIN_DIR:-target/twin-test} LB_PORT=${LB_PORT:-18080}
 export ISSUANCE_PORT_BASE=${ISSUANCE_PORT_BASE:-18000} VERIFICATION_PORT_BASE=${VERIFICATION_PORT_BASE:-18100}
 export METRICS_PORT_BASE=${METRICS_PORT_BASE:-18400} DRAIN_SECONDS=${DRAIN_SECONDS:-1}
+export PROMETHEUS_PORT=${PROMETHEUS_PORT:-18090}
 # A shared CI machine stalls now and then; the tasks should wait, not shed.
 export DB_QUEUE_TIMEOUT_MS=${DB_QUEUE_TIMEOUT_MS:-5000}
 RATE=${ROLLOUT_RATE:-200}
@@ -54,14 +57,12 @@ SCHEMA="kc_twin_$$_$RANDOM"
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 finish() {
     scripts/down.sh >/dev/null 2>&1 || true
-    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    pg_drop_schema "$SCHEMA"
     pg_stop_private
 }
 trap finish EXIT
 psql "$DATABASE_URL" -qc "CREATE SCHEMA $SCHEMA"
-sep='?'
-[[ $DATABASE_URL == *\?* ]] && sep='&'
-URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
+URL=$(pg_schema_url "$SCHEMA")
 started=$SECONDS
 
 say "docker-compose.yml's nginx configuration passes nginx -t"
@@ -92,12 +93,30 @@ compose_nginx_test() {
 if compose_nginx_test; then echo ok; else fail "compose-nginx.conf with the templates does not pass nginx -t"; fi
 
 say "local twin: 3 issuance + 3 verification tasks behind nginx, k6 distribution"
-DATABASE_URL=$URL scripts/up.sh --detach >"$OUT/up.log" 2>&1 || {
+DATABASE_URL=$URL WITH_PROMETHEUS=1 scripts/up.sh --detach >"$OUT/up.log" 2>&1 || {
     cat "$OUT/up.log"
     fail "the twin did not start"
 }
-BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution.json" \
+BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution-summary.json" \
     k6 run --quiet load/distribution.js
+
+say "the Grafana dashboard's queries, against the twin's Prometheus"
+# Every panel must show every task: the metrics, their names and the scrape
+# targets agree. The distribution run above is the traffic; scrapes are 5 s apart.
+dashboard_ok=""
+for _ in $(seq 1 15); do
+    if python3 scripts/lib/dashboard_live.py deploy/grafana/kube-credential.json \
+        "http://127.0.0.1:$PROMETHEUS_PORT" 6 >"$OUT/dashboard.log" 2>&1; then
+        dashboard_ok=1
+        break
+    fi
+    sleep 2
+done
+tail -n 1 "$OUT/dashboard.log"
+[ -n "$dashboard_ok" ] || {
+    cat "$OUT/dashboard.log"
+    fail "a dashboard query has no series for every task"
+}
 
 # Runs scripts/rollout.sh with ARGS while load/rollout.js sends RATE pairs/s for
 # SECONDS; fails unless every request was a 201 issue or a 200 verification and
@@ -110,8 +129,8 @@ rollout_under_load() { # name seconds rollout-args...
     shift 2
     tag="$name-$$-$RANDOM"
     closed=$(grep -c "upstream prematurely closed" "$TWIN_DIR/nginx-targets/error.log" || true)
-    BASE_URL="http://127.0.0.1:$LB_PORT" RATE=$RATE DURATION="${seconds}s" ROLLOUT_TAG=$tag \
-        k6 run --quiet --summary-export "$OUT/$name.json" load/rollout.js >"$OUT/$name-k6.log" 2>&1 &
+    BASE_URL="http://127.0.0.1:$LB_PORT" RATE=$RATE DURATION="${seconds}s" ROLLOUT_TAG=$tag REPORT_NAME=$name \
+        k6 run --quiet --summary-export "$OUT/$name-export.json" load/rollout.js >"$OUT/$name-k6.log" 2>&1 &
     k6_pid=$!
     sleep 2
     if ! scripts/rollout.sh "$@" >"$OUT/$name.log" 2>&1; then
@@ -122,11 +141,11 @@ rollout_under_load() { # name seconds rollout-args...
     kill -0 "$k6_pid" 2>/dev/null || fail "the load ended before the rollout did; raise ROLLOUT_LOAD_SECONDS or IN_PLACE_LOAD_SECONDS"
     # Its thresholds fail on any lost request; what counts is decided below.
     wait "$k6_pid" || true
-    [ -s "$OUT/$name.json" ] || {
+    [ -s "$OUT/$name-export.json" ] || {
         cat "$OUT/$name-k6.log"
         fail "k6 wrote no summary"
     }
-    read -r requests failed issued verified dropped < <(python3 scripts/lib/k6_summary.py "$OUT/$name.json" \
+    read -r requests failed issued verified dropped < <(python3 scripts/lib/k6_summary.py "$OUT/$name-export.json" \
         http_reqs http_req_failed issued_201 verified_200 dropped_iterations)
     stored=$(psql "$URL" -Atc "SELECT count(*) FROM credentials WHERE credential_type = 'k6 $tag'")
     bad=$((requests - issued - verified))
@@ -156,7 +175,7 @@ scripts/check-lb.sh
 say "the distribution check must fail once a task is gone"
 kill -TERM "$(awk '$1 ~ /^issuance-/ { print $2; exit }' "$TWIN_PIDS")"
 sleep 1
-if BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=3s SUMMARY_JSON="$OUT/distribution-degraded.json" \
+if BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=3s SUMMARY_JSON="$OUT/distribution-degraded-summary.json" REPORT_NAME=distribution-degraded \
     k6 run --quiet load/distribution.js >"$OUT/degraded.log" 2>&1; then
     fail "distribution.js passed with a task stopped: the check is broken"
 fi

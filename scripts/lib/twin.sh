@@ -276,14 +276,15 @@ twin_reload_targets() {
 }
 
 # Prometheus's scrape targets (file_sd_configs): every task, rewritten whenever
-# the tasks change, so a rollout's replacements are scraped too.
+# the tasks change, so a rollout's replacements are scraped too. The job label
+# is the service, as deploy/grafana/kube-credential.json expects ("Service").
 twin_write_prometheus_targets() {
     [ -d "$TWIN_DIR/prometheus" ] || return 0
     twin_tasks | awk '
         BEGIN { printf "[" }
         $4 != "-" {
             service = $1; sub(/-[0-9]+$/, "", service)
-            printf "%s\n  {\"targets\": [\"127.0.0.1:%s\"], \"labels\": {\"task\": \"%s\", \"service\": \"%s\"}}", (n++ ? "," : ""), $4, $1, service
+            printf "%s\n  {\"targets\": [\"127.0.0.1:%s\"], \"labels\": {\"job\": \"%s\", \"task\": \"%s\"}}", (n++ ? "," : ""), $4, service, $1
         }
         END { print "\n]" }' >"$TWIN_DIR/prometheus/targets.json.new"
     mv "$TWIN_DIR/prometheus/targets.json.new" "$TWIN_DIR/prometheus/targets.json"
