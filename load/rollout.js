@@ -13,6 +13,7 @@
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
 import { issue, issuedId, uniqueCredential, verify } from './lib.js';
+import { reports } from './summary.js';
 
 const TAG = __ENV.ROLLOUT_TAG || 'rollout';
 const issued201 = new Counter('issued_201');
@@ -46,4 +47,8 @@ export default function () {
   if (check(verified, { 'verified: 200': (r) => r.status === 200 })) {
     verified200.add(1);
   }
+}
+
+export function handleSummary(data) {
+  return reports('rollout', data);
 }

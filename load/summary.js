@@ -4,7 +4,7 @@
 //  - REPORT_DIR/<name>.json: k6's whole summary data, for comparing runs
 //    (load/k6_compare.py) or for CI;
 //  - REPORT_DIR/<name>.html: the same summary as one self-contained page.
-// REPORT_DIR defaults to target/k6 and must exist (k6 cannot create it;
+// NAME is the script's, or REPORT_NAME when set. REPORT_DIR defaults to target/k6 and must exist (k6 cannot create it;
 // load/run.sh does). k6's web dashboard, with the run's time series, is
 // exported beside them by load/run.sh (K6_WEB_DASHBOARD_EXPORT).
 
@@ -123,6 +123,8 @@ ${checks}
  * HTML reports named after the script. `extra` adds or replaces outputs.
  */
 export function reports(name, data, extra = {}) {
+  // REPORT_NAME keeps two runs of one script apart (e.g. a rollout and a restart in place).
+  name = __ENV.REPORT_NAME || name;
   return Object.assign(
     {
       stdout: text(name, data),
