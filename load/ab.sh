@@ -16,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
+# shellcheck source=load/lib.sh
+source load/lib.sh
 
 if [ $# -lt 2 ] || [ "${1:-}" = --help ]; then
     sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
@@ -51,19 +53,11 @@ command -v wrk >/dev/null 2>&1 || {
 ensure_postgres
 
 SCHEMA="kc_ab_$$"
-sep='?'
-[[ $DATABASE_URL == *\?* ]] && sep='&'
-URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
-PIDS=()
+URL=$(pg_schema_url "$SCHEMA")
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     trap - EXIT
-    if [ ${#PIDS[@]} -gt 0 ]; then
-        kill -TERM "${PIDS[@]}" 2>/dev/null || true
-        wait "${PIDS[@]}" 2>/dev/null || true
-    fi
-    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
-    pg_stop_private
+    load_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

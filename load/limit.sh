@@ -29,6 +29,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
+# shellcheck source=load/lib.sh
+source load/lib.sh
 # shellcheck source=scripts/lib/cgroup.sh
 source scripts/lib/cgroup.sh
 
@@ -66,20 +68,12 @@ BIN="target/${TARGET:+$TARGET/}release"
 ensure_postgres
 
 SCHEMA="kc_limit_$$"
-sep='?'
-[[ $DATABASE_URL == *\?* ]] && sep='&'
-URL="$DATABASE_URL${sep}options=-csearch_path%3D$SCHEMA"
-PIDS=()
+URL=$(pg_schema_url "$SCHEMA")
 # shellcheck disable=SC2317 # invoked by the EXIT trap
 cleanup() {
     trap - EXIT
-    if [ ${#PIDS[@]} -gt 0 ]; then
-        kill -TERM "${PIDS[@]}" 2>/dev/null || true
-        wait "${PIDS[@]}" 2>/dev/null || true
-    fi
-    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $SCHEMA CASCADE" >/dev/null 2>&1 || true
+    load_cleanup
     cg_remove "$CGROUP"
-    pg_stop_private
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

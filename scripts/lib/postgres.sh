@@ -102,6 +102,20 @@ pg_stop_private() {
     fi
 }
 
+# DATABASE_URL with the search path set to SCHEMA: a scratch schema for one
+# run (the tasks and psql then see only its tables).
+pg_schema_url() { # schema
+    local sep='?'
+    [[ $DATABASE_URL == *\?* ]] && sep='&'
+    printf '%s%soptions=-csearch_path%%3D%s\n' "$DATABASE_URL" "$sep" "$1"
+}
+
+# Drops a scratch schema made by pg_schema_url's caller; quiet, never fails
+# (it runs from EXIT traps).
+pg_drop_schema() { # schema
+    psql "$DATABASE_URL" -qc "DROP SCHEMA IF EXISTS $1 CASCADE" >/dev/null 2>&1 || true
+}
+
 ensure_postgres() {
     if [ -n "${DATABASE_URL:-}" ]; then
         if pg_have_psql && ! pg_answers "$DATABASE_URL"; then
