@@ -45,10 +45,7 @@ TASK_MEMORY_MB (default: the size the twin was started with).
 HELP
             exit 0
             ;;
-        *)
-            echo "unknown argument: $arg (try --help)" >&2
-            exit 2
-            ;;
+        *) twin_unknown_arg "$arg" ;;
     esac
 done
 SERVICES=${SERVICES:-issuance verification}

@@ -41,10 +41,7 @@ task in a cgroup of its own with that CPU quota and memory limit, WITH_PROMETHEU
 HELP
             exit 0
             ;;
-        *)
-            echo "unknown argument: $arg (try --help)" >&2
-            exit 2
-            ;;
+        *) twin_unknown_arg "$arg" ;;
     esac
 done
 

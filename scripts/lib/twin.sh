@@ -20,6 +20,11 @@ TWIN_LOCK=$TWIN_DIR/pids.lock     # taken while the pid file changes
 source "$(dirname "${BASH_SOURCE[0]}")/cgroup.sh"
 
 twin_say() { printf '[twin] %s\n' "$*"; }
+# Refuses an argument the script does not know (exit 2, as for any usage error).
+twin_unknown_arg() { # arg
+    echo "unknown argument: $1 (try --help)" >&2
+    exit 2
+}
 
 # The program an entry runs: issuance-2 runs issuance, nginx-targets nginx.
 twin_program() { # name
