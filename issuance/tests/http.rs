@@ -377,3 +377,63 @@ async fn the_grafana_dashboard_queries_only_series_a_task_exposes() {
         "the dashboard queries {missing:?}, which a task does not expose:\n{m}"
     );
 }
+
+/// Reads one response head and its Content-Length body from `stream`.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> String {
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .expect("read the answer");
+        assert!(
+            n > 0,
+            "closed before a whole answer: {}",
+            String::from_utf8_lossy(&all)
+        );
+        all.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&all).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length: ")
+                        .map(str::to_owned)
+                })
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            if body.len() >= length {
+                return text;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_read_before_its_413_so_the_connection_survives() {
+    // A balancer that streams bodies (the ALB; the twin's nginx) may still be
+    // sending when the task answers: the task must read the body, not reset.
+    let app = spawn_app::<Issuance>().await;
+    let mut stream = connect(&app).await;
+    let body = vec![b'x'; 2 * 1024 * 1024];
+    let head = format!(
+        "POST {PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(&body)
+        .await
+        .expect("the whole body is read, not refused with a reset");
+    let first = read_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 413"), "{first}");
+    // The same connection goes on serving.
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_response(&mut stream).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}

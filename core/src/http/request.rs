@@ -66,6 +66,26 @@ fn traceparent_id(value: &str) -> Option<&str> {
     ok.then(|| &value[3..35])
 }
 
+/// A body declared too large but at most this long is read and thrown away
+/// before the 413. Answering first and closing with the body unread makes the
+/// kernel reset the connection, and a load balancer still sending the body
+/// (nginx with unbuffered bodies, the ALB) may see the reset before the answer
+/// and give the client a 502 instead of the task's 413. Larger bodies get the
+/// 413 at once: reading megabytes to be polite is not worth it.
+pub const DISCARD_MAX_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Reads `body` to its end, keeping nothing, for at most `timeout`.
+async fn discard<B>(body: B, timeout: Duration)
+where
+    B: Body<Data = Bytes>,
+{
+    let drain = async {
+        let mut body = std::pin::pin!(body);
+        while let Some(Ok(_)) = body.frame().await {}
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
+}
+
 /// Checks the content type and reads the whole body, refusing more than
 /// `limit` bytes (413) and clients slower than `timeout` (408).
 pub async fn read_body<B>(req: Request<B>, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
@@ -84,7 +104,10 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared.filter(|&n| n > limit as u64) {
+        if n <= DISCARD_MAX_BYTES {
+            discard(req.into_body(), timeout).await;
+        }
         return Err(ApiError::PayloadTooLarge(limit));
     }
     let body = Limited::new(req.into_body(), limit);
