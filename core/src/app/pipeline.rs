@@ -49,7 +49,8 @@ impl<E: Endpoint> Shared<E> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(hyper::header::ORIGIN).cloned();
-        let (reply, shed) = match self.route(&request_id, req).await {
+        let (template, route) = self.router.resolve_labelled(&method, &path);
+        let (reply, shed) = match self.route(route, &request_id, req).await {
             Ok(reply) => (reply, None),
             Err(e) => {
                 let shed = e.shed();
@@ -61,7 +62,7 @@ impl<E: Endpoint> Shared<E> {
         let elapsed = started.elapsed();
         self.metrics.observe(
             &HttpLabels {
-                http_route: RouteLabel(self.router.template(&path).unwrap_or_else(|| Arc::from(""))),
+                http_route: RouteLabel(template.unwrap_or_else(|| Arc::from(""))),
                 http_request_method: method_label(&method),
                 http_response_status_code: status,
             },
@@ -79,12 +80,17 @@ impl<E: Endpoint> Shared<E> {
         response
     }
 
-    async fn route<B>(&self, request_id: &str, req: Request<B>) -> Result<Reply, ApiError>
+    async fn route<B>(
+        &self,
+        route: Result<Route, ApiError>,
+        request_id: &str,
+        req: Request<B>,
+    ) -> Result<Reply, ApiError>
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        match self.router.resolve(req.method(), req.uri().path())? {
+        match route? {
             Route::Api => {
                 if !self.schema_ready.load(Ordering::Acquire) {
                     return Err(ApiError::Unavailable(

@@ -105,20 +105,17 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, mut stop: w
     let handler = move |req: hyper::Request<hyper::body::Incoming>| {
         let metrics = metrics.clone();
         async move {
-            let mut response = if req.uri().path() == "/metrics" {
-                let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
-                r.headers_mut().insert(
-                    hyper::header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-                );
-                r
-            } else {
-                Response::new(Full::new(Bytes::from_static(b"not found: try /metrics\n")))
-            };
             if req.uri().path() != "/metrics" {
-                *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+                let mut r = Response::new(Full::new(Bytes::from_static(b"not found: try /metrics\n")));
+                *r.status_mut() = hyper::StatusCode::NOT_FOUND;
+                return r;
             }
-            response
+            let mut r = Response::new(Full::new(Bytes::from(metrics.encode())));
+            r.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            );
+            r
         }
     };
     let stopped = async move {

@@ -57,30 +57,31 @@ impl Router {
         }
     }
 
-    /// The route template `path` matches (it is its own: there are no
-    /// parameters), for the metrics; None for an unknown path.
-    pub fn template(&self, path: &str) -> Option<Arc<str>> {
-        self.entries
-            .iter()
-            .find(|e| &*e.path == path)
-            .map(|e| e.path.clone())
-    }
-
     /// Resolves a request: the route, or 404 for an unknown path, or 405 with
     /// the allowed methods for a known path and another method.
     pub fn resolve(&self, method: &Method, path: &str) -> Result<Route, ApiError> {
-        let entry = self
-            .entries
-            .iter()
-            .find(|e| &*e.path == path)
-            .ok_or(ApiError::NotFound)?;
-        if *method == entry.method {
+        self.resolve_labelled(method, path).1
+    }
+
+    /// [`Router::resolve`], with the route template the path matched (it is
+    /// its own: there are no parameters) for the metrics' label; None for an
+    /// unknown path. One scan of the table serves both.
+    pub fn resolve_labelled(
+        &self,
+        method: &Method,
+        path: &str,
+    ) -> (Option<Arc<str>>, Result<Route, ApiError>) {
+        let Some(entry) = self.entries.iter().find(|e| &*e.path == path) else {
+            return (None, Err(ApiError::NotFound));
+        };
+        let route = if *method == entry.method {
             Ok(entry.route)
         } else if *method == Method::OPTIONS {
             Ok(Route::Preflight(entry.allow))
         } else {
             Err(ApiError::MethodNotAllowed(entry.allow))
-        }
+        };
+        (Some(entry.path.clone()), route)
     }
 }
 
