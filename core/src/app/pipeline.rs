@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::db::Pool;
 use crate::error::ApiError;
 use crate::health;
-use crate::http::router::{Route, Router};
+use crate::http::router::{Entry, Route, Router};
 use crate::http::{self, CommonHeaders, Reply};
 use crate::logging::{self, Access};
 use crate::metrics::{method_label, HttpLabels, Metrics, RouteLabel};
@@ -49,8 +49,8 @@ impl<E: Endpoint> Shared<E> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(hyper::header::ORIGIN).cloned();
-        let (template, route) = self.router.resolve_labelled(&method, &path);
-        let (reply, shed) = match self.route(route, &request_id, req).await {
+        let entry = self.router.lookup(&path);
+        let (reply, shed) = match self.route(entry, &request_id, req).await {
             Ok(reply) => (reply, None),
             Err(e) => {
                 let shed = e.shed();
@@ -62,7 +62,7 @@ impl<E: Endpoint> Shared<E> {
         let elapsed = started.elapsed();
         self.metrics.observe(
             &HttpLabels {
-                http_route: RouteLabel(template.unwrap_or_else(|| Arc::from(""))),
+                http_route: RouteLabel(entry.map_or_else(|| Arc::from(""), |e| e.template().clone())),
                 http_request_method: method_label(&method),
                 http_response_status_code: status,
             },
@@ -82,7 +82,7 @@ impl<E: Endpoint> Shared<E> {
 
     async fn route<B>(
         &self,
-        route: Result<Route, ApiError>,
+        entry: Option<&Entry>,
         request_id: &str,
         req: Request<B>,
     ) -> Result<Reply, ApiError>
@@ -90,7 +90,7 @@ impl<E: Endpoint> Shared<E> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        match route? {
+        match entry.ok_or(ApiError::NotFound)?.route(req.method())? {
             Route::Api => {
                 if !self.schema_ready.load(Ordering::Acquire) {
                     return Err(ApiError::Unavailable(

@@ -19,7 +19,8 @@ pub enum Route {
     Preflight(&'static str),
 }
 
-struct Entry {
+/// One path of the table, with the method it serves.
+pub struct Entry {
     /// Shared with the metrics' route label, so labelling a request copies nothing.
     path: Arc<str>,
     method: Method,
@@ -60,28 +61,32 @@ impl Router {
     /// Resolves a request: the route, or 404 for an unknown path, or 405 with
     /// the allowed methods for a known path and another method.
     pub fn resolve(&self, method: &Method, path: &str) -> Result<Route, ApiError> {
-        self.resolve_labelled(method, path).1
+        self.lookup(path).ok_or(ApiError::NotFound)?.route(method)
     }
 
-    /// [`Router::resolve`], with the route template the path matched (it is
-    /// its own: there are no parameters) for the metrics' label; None for an
-    /// unknown path. One scan of the table serves both.
-    pub fn resolve_labelled(
-        &self,
-        method: &Method,
-        path: &str,
-    ) -> (Option<Arc<str>>, Result<Route, ApiError>) {
-        let Some(entry) = self.entries.iter().find(|e| &*e.path == path) else {
-            return (None, Err(ApiError::NotFound));
-        };
-        let route = if *method == entry.method {
-            Ok(entry.route)
+    /// The table's entry for `path`, None for an unknown path: the pipeline
+    /// looks a request up once for both its route and its metrics label.
+    pub fn lookup(&self, path: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| &*e.path == path)
+    }
+}
+
+impl Entry {
+    /// The route template (the path itself: there are no parameters), for the
+    /// metrics' label.
+    pub fn template(&self) -> &Arc<str> {
+        &self.path
+    }
+
+    /// The route for `method` on this path, or 405 with the allowed methods.
+    pub fn route(&self, method: &Method) -> Result<Route, ApiError> {
+        if *method == self.method {
+            Ok(self.route)
         } else if *method == Method::OPTIONS {
-            Ok(Route::Preflight(entry.allow))
+            Ok(Route::Preflight(self.allow))
         } else {
-            Err(ApiError::MethodNotAllowed(entry.allow))
-        };
-        (Some(entry.path.clone()), route)
+            Err(ApiError::MethodNotAllowed(self.allow))
+        }
     }
 }
 
