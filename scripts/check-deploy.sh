@@ -6,6 +6,7 @@
 #   (b) cfn-lint on deploy/cloudformation/*.yml, and that the stacks' imports
 #       and exports chain (vpc -> security-groups -> ecr -> rds -> alb -> ecs)
 #   (c) deploy/k8s against the Kubernetes 1.30 schemas (kubernetes-validate --strict)
+#       Also: ECS, k8s and compose require API keys and never allow CORS *; WAF on the ALB
 #   (d) the --dry-run commands of the scripts, line by line, and their errors
 #   (e) the Grafana dashboard: its queries through promtool
 #
@@ -17,7 +18,7 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in
     --help | -h)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     "") ;;
@@ -133,10 +134,12 @@ if install_pip kubernetes_validate kubernetes-validate; then
 else
     fail "kubernetes-validate is not installed and could not be (into target/tools)" "$WORK/pip.log"
 fi
-# The two checks below read YAML with the venv's PyYAML (cfn-lint brings it too).
+# The checks below read YAML with the venv's PyYAML (cfn-lint brings it too).
 install_pip yaml pyyaml || fail "PyYAML is not installed and could not be (into target/tools)" "$WORK/pip.log"
 check "kustomization.yaml lists every manifest, and each exists" "$PY" scripts/checks/kustomization.py "${MANIFESTS[@]}"
-check "manifests: probes, preStop sleep, grace period, security context" "$PY" scripts/checks/manifests.py
+check "manifests: probes, preStop sleep, grace period, security context, access control" \
+    "$PY" scripts/checks/manifests.py
+check "docker-compose.yml: API keys required, one trusted proxy hop, no CORS *" "$PY" scripts/checks/compose.py
 if command -v kubectl >/dev/null 2>&1; then
     if kubectl kustomize deploy/k8s >"$WORK/rendered.yaml" 2>"$WORK/out"; then
         pass "kubectl kustomize deploy/k8s renders"
