@@ -123,12 +123,17 @@ fi
 
 # --- (c) Kubernetes --------------------------------------------------------------
 echo "== (c) Kubernetes manifests (kubernetes-validate --strict -k $K8S_VERSION)"
+# One-offs are applied by hand after editing, never by the kustomization.
+ONE_OFFS=(deploy/k8s/clients-job.example.yaml)
 MANIFESTS=()
 for f in deploy/k8s/*.yaml; do
-    [ "$(basename "$f")" = kustomization.yaml ] || MANIFESTS+=("$f")
+    case " kustomization.yaml ${ONE_OFFS[*]##*/} " in
+        *" $(basename "$f") "*) ;;
+        *) MANIFESTS+=("$f") ;;
+    esac
 done
 if install_pip kubernetes_validate kubernetes-validate; then
-    for f in "${MANIFESTS[@]}"; do
+    for f in "${MANIFESTS[@]}" "${ONE_OFFS[@]}"; do
         check "kubernetes-validate $f" kubernetes_validate --strict -k "$K8S_VERSION" --quiet "$f"
     done
 else
@@ -136,8 +141,9 @@ else
 fi
 # The checks below read YAML with the venv's PyYAML (cfn-lint brings it too).
 install_pip yaml pyyaml || fail "PyYAML is not installed and could not be (into target/tools)" "$WORK/pip.log"
-check "kustomization.yaml lists every manifest, and each exists" "$PY" scripts/checks/kustomization.py "${MANIFESTS[@]}"
-check "manifests: probes, preStop sleep, grace period, security context, access control" \
+check "kustomization.yaml lists every manifest, each exists, no one-off" \
+    "$PY" scripts/checks/kustomization.py "${MANIFESTS[@]}" --one-off "${ONE_OFFS[@]}"
+check "manifests: probes, preStop sleep, grace period, security context, access control, clients Job" \
     "$PY" scripts/checks/manifests.py
 check "docker-compose.yml: API keys required, one trusted proxy hop, no CORS *" "$PY" scripts/checks/compose.py
 if command -v kubectl >/dev/null 2>&1; then
