@@ -4,6 +4,7 @@
 //! (`instructions`: instruction counts under valgrind, deterministic, for the
 //! CI gate `scripts/bench-gate.sh`). See docs/PERFORMANCE.md.
 
+use kc_core::auth::Caller;
 use kc_core::model::Credential;
 use kc_core::RequestCtx;
 use std::time::{Duration, UNIX_EPOCH};
@@ -26,14 +27,20 @@ pub fn credential() -> Credential<'static> {
         credential_type: "Developer Certificate",
         metadata: Some(r#"{"level": 3, "expiryDate": "2026-12-31", "organization": "Tech Corp"}"#),
         issued_by: "ip-10-0-1-123.ec2.internal",
+        issuer: Some("acme-issuer"),
         issued_at: UNIX_EPOCH + Duration::from_millis(1_759_833_000_123),
     }
 }
+
+/// Who calls, in the benches: a caller as `AUTH_MODE=off` sees it.
+pub static CALLER: std::sync::LazyLock<Caller> =
+    std::sync::LazyLock::new(|| Caller::Open(std::net::IpAddr::from([127, 0, 0, 1])));
 
 /// Who answers, in the benches.
 pub fn ctx() -> RequestCtx<'static> {
     RequestCtx {
         request_id: "bench-request",
         worker_id: "ip-10-0-1-123.ec2.internal",
+        caller: &CALLER,
     }
 }

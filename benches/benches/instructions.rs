@@ -74,7 +74,13 @@ fn write_200() -> usize {
 fn batch() -> Vec<Pending> {
     let new = parsed();
     (0..128u128)
-        .map(|n| Pending::new(uuid::Uuid::from_u128(n), &new))
+        .map(|n| {
+            Pending::new(
+                uuid::Uuid::from_u128(n),
+                &new,
+                Some(std::sync::Arc::from("acme-issuer")),
+            )
+        })
         .collect()
 }
 

@@ -1,5 +1,6 @@
 //! Configuration from the environment, read and validated once at start-up.
 
+pub use crate::auth::AuthMode;
 use crate::db::tls::{SslMode, TlsSettings};
 use std::fmt;
 use std::path::PathBuf;
@@ -61,8 +62,20 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may finish after SIGTERM (default 20).
     pub shutdown_grace: Duration,
-    /// `CORS_ALLOWED_ORIGINS`: `*` (default) or a comma-separated list of origins.
+    /// `CORS_ALLOWED_ORIGINS`: a comma-separated list of origins; unset: no CORS headers. `*` is
+    /// refused: verification returns personal data.
     pub cors: CorsOrigins,
+    /// `AUTH_MODE`: `required` (default) or `off` (local trials: anyone may do anything).
+    pub auth_mode: AuthMode,
+    /// `CLIENT_RATE_LIMIT`: requests per second one client may send to one task, unless the
+    /// client has a limit of its own (default 1000: about a tenth of a 0.25 vCPU task).
+    pub client_rate_limit: u32,
+    /// `ANONYMOUS_RATE_LIMIT`: requests per second one source address may send to one task
+    /// without a key (default 20).
+    pub anonymous_rate_limit: u32,
+    /// `TRUSTED_PROXY_HOPS`: proxies in front of the task that append to `X-Forwarded-For`
+    /// (default 0: the TCP peer is the caller; 1 behind the ALB or an ingress controller).
+    pub trusted_proxy_hops: usize,
     /// `RUN_MIGRATIONS`: apply `sql/` migrations when serving (default true).
     pub run_migrations: bool,
     /// `HTTP_HEADER_TIMEOUT_MS`: once a request's first byte arrived, its head (and then its body)
@@ -85,8 +98,8 @@ pub enum LogFormat {
 /// Which origins get an `Access-Control-Allow-Origin` header.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CorsOrigins {
-    /// Any origin (`*`).
-    Any,
+    /// None: no CORS headers at all (the default).
+    Off,
     /// Only these exact origins; the request's `Origin` is echoed when it is one of them.
     List(Vec<String>),
 }
@@ -171,7 +184,7 @@ impl Config {
             cors: parse_with(
                 &get,
                 "CORS_ALLOWED_ORIGINS",
-                || CorsOrigins::Any,
+                || CorsOrigins::Off,
                 |v| {
                     let list: Vec<String> = v
                         .split(',')
@@ -179,7 +192,7 @@ impl Config {
                         .filter(|o| !o.is_empty())
                         .collect();
                     if list.iter().any(|o| o == "*") {
-                        Ok(CorsOrigins::Any)
+                        Err("* is not allowed: verification returns personal data; list the origins, e.g. https://app.example.com".into())
                     } else if list.iter().any(|o| !o.bytes().all(|b| b.is_ascii_graphic())) {
                         Err("origins must be visible ASCII, e.g. https://app.example.com".into())
                     } else {
@@ -188,6 +201,19 @@ impl Config {
                 },
             )?,
             run_migrations: parse_with(&get, "RUN_MIGRATIONS", || true, parse_bool)?,
+            auth_mode: parse_with(
+                &get,
+                "AUTH_MODE",
+                || AuthMode::Required,
+                |v| match v.trim().to_ascii_lowercase().as_str() {
+                    "required" => Ok(AuthMode::Required),
+                    "off" => Ok(AuthMode::Off),
+                    _ => Err("must be required or off".into()),
+                },
+            )?,
+            client_rate_limit: parse(&get, "CLIENT_RATE_LIMIT", 1000u32, 1..=10_000_000)?,
+            anonymous_rate_limit: parse(&get, "ANONYMOUS_RATE_LIMIT", 20u32, 1..=10_000_000)?,
+            trusted_proxy_hops: parse(&get, "TRUSTED_PROXY_HOPS", 0usize, 0..=8)?,
             header_timeout: millis(&get, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
             keep_alive: Duration::from_secs(parse(&get, "HTTP_KEEP_ALIVE_SECONDS", 75u64, 1..=3600)?),
         })
@@ -373,7 +399,12 @@ mod tests {
         assert_eq!(c.port, 3000);
         assert_eq!(c.max_body_bytes, 65536);
         assert_eq!(c.shutdown_grace, Duration::from_secs(20));
-        assert_eq!(c.cors, CorsOrigins::Any);
+        assert_eq!(c.cors, CorsOrigins::Off);
+        assert_eq!(c.auth_mode, AuthMode::Required);
+        assert_eq!(
+            (c.client_rate_limit, c.anonymous_rate_limit, c.trusted_proxy_hops),
+            (1000, 20, 0)
+        );
         assert!(c.run_migrations);
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.db_target(), "u@db.example:6543/creds");
@@ -431,6 +462,12 @@ mod tests {
             ("MAX_CONNECTIONS", "none"),
             ("METRICS_PORT", "-1"),
             ("METRICS_EMF_SECONDS", "3601"),
+            ("AUTH_MODE", "optional"),
+            ("CLIENT_RATE_LIMIT", "0"),
+            ("ANONYMOUS_RATE_LIMIT", "-5"),
+            ("TRUSTED_PROXY_HOPS", "9"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://a.example, *"),
         ] {
             let err = config(&[base, (var, value)])
                 .err()

@@ -1,5 +1,6 @@
 //! The errors a request can end in, and the one place they become HTTP responses.
 
+use crate::auth::Refusal;
 use crate::db::{DbError, Shed};
 use crate::http::Reply;
 use crate::json;
@@ -21,6 +22,13 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     /// The client took longer than `HTTP_HEADER_TIMEOUT_MS` to send the body (408).
     RequestTimeout,
+    /// No API key where the route needs one, or one that is malformed, unknown or
+    /// revoked (401, `WWW-Authenticate: Bearer`); says which.
+    Unauthenticated(Refusal),
+    /// The caller's key may not do this (403); the message says what.
+    Forbidden(&'static str),
+    /// The caller is past its rate limit (429); `Retry-After` seconds.
+    RateLimited(u32),
     /// The database refused a value that passed validation (400); the reason is logged.
     Refused(String),
     /// A dependency (the database) is unavailable; the reason is logged, not shown (503).
@@ -35,6 +43,16 @@ pub enum ApiError {
 impl From<Invalid> for ApiError {
     fn from(e: Invalid) -> Self {
         ApiError::Invalid(e)
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        match r {
+            Refusal::Missing | Refusal::Unknown => ApiError::Unauthenticated(r),
+            Refusal::RateLimited(seconds) => ApiError::RateLimited(seconds),
+            Refusal::NotReady => ApiError::Unavailable("the API clients are not loaded yet".into()),
+        }
     }
 }
 
@@ -115,6 +133,23 @@ impl ApiError {
                 StatusCode::REQUEST_TIMEOUT,
                 "Request body was not received in time",
             ),
+            ApiError::Unauthenticated(why) => {
+                let mut reply = simple(
+                    StatusCode::UNAUTHORIZED,
+                    match why {
+                        Refusal::Missing => "Authentication required: send Authorization: Bearer <API key>",
+                        _ => "Invalid or revoked API key",
+                    },
+                );
+                reply.challenge = true;
+                reply
+            }
+            ApiError::Forbidden(what) => simple(StatusCode::FORBIDDEN, what),
+            ApiError::RateLimited(seconds) => {
+                let mut reply = simple(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded; retry later");
+                reply.retry_after = Some(seconds);
+                reply
+            }
             ApiError::Unavailable(why) => {
                 log::warn!(request_id, reason:% = why; "dependency unavailable");
                 unavailable()

@@ -21,6 +21,8 @@ pub struct Status<'a> {
     pub database_up: Option<bool>,
     /// Whether shutdown has begun (only readiness reports it).
     pub draining: bool,
+    /// `AUTH_MODE=off`: said in every answer, so it is not left on unnoticed.
+    pub auth_off: bool,
 }
 
 impl Status<'_> {
@@ -43,6 +45,12 @@ impl Status<'_> {
                     o.str("database", if up { "up" } else { "down" });
                 }
                 o.u64("uptimeSeconds", self.uptime_seconds);
+                if self.auth_off {
+                    o.str("auth", "off").str(
+                        "warning",
+                        "AUTH_MODE=off: anyone may issue and read every credential",
+                    );
+                }
             }),
         )
     }
@@ -65,6 +73,7 @@ mod tests {
             uptime_seconds: 12,
             database_up: Some(true),
             draining: false,
+            auth_off: false,
         };
         assert_eq!(
             body(&s),
@@ -87,6 +96,8 @@ mod tests {
                 r#"{"status":"ok","service":"issuance","workerId":"w","uptimeSeconds":12}"#.into()
             )
         );
+        s.auth_off = true;
+        assert!(body(&s).1.ends_with(r#""uptimeSeconds":12,"auth":"off","warning":"AUTH_MODE=off: anyone may issue and read every credential"}"#));
         s.draining = true;
         assert_eq!(body(&s).0, 503);
         assert!(body(&s).1.contains(r#""status":"draining""#));

@@ -10,6 +10,7 @@
 //! | `app/cli.rs` | the command line: `serve`, `migrate`, `healthcheck`, `--version` |
 //! | `app/server.rs` | serving on a listener until SIGTERM, then draining; migrations in the background |
 //! | `app/pipeline.rs` | one request's way through the task (below), and [`App`] for in-process callers |
+//! | `auth/` | who is calling: API keys and their hashes, the clients in memory, rate limits, the `clients` command |
 //! | `config.rs` | every environment variable, parsed and checked once at start-up |
 //! | `http/conn.rs` | accepting connections, the connection cap, keep-alive and slow-client timeouts, graceful shutdown |
 //! | `http/router.rs` | path and method to route (404, 405) |
@@ -46,6 +47,7 @@
 //! monitor (`db/monitor.rs`, `health.rs`) without touching the database.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;

@@ -106,6 +106,8 @@ pub struct Access<'a> {
     pub duration_ms: f64,
     /// Why the request was shed (answered 503 without reaching the database).
     pub shed: Option<&'a str>,
+    /// Who called a business route: the client's name, `anonymous` or `open`.
+    pub client: Option<&'a str>,
 }
 
 impl Source for Access<'_> {
@@ -120,6 +122,9 @@ impl Source for Access<'_> {
         visitor.visit_pair(Key::from("duration_ms"), Value::from(self.duration_ms))?;
         if let Some(shed) = self.shed {
             visitor.visit_pair(Key::from("shed"), Value::from(shed))?;
+        }
+        if let Some(client) = self.client {
+            visitor.visit_pair(Key::from("client"), Value::from(client))?;
         }
         Ok(())
     }
@@ -167,6 +172,7 @@ mod tests {
             status: 503,
             duration_ms: 0.25,
             shed,
+            client: None,
         }
     }
 

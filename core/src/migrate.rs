@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         "002_statement_deadline",
         include_str!("../../sql/002_statement_deadline.sql"),
     ),
+    ("003_api_clients", include_str!("../../sql/003_api_clients.sql")),
 ];
 
 /// First key of the advisory lock (an arbitrary constant: "kc" + "migr").

@@ -9,12 +9,14 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
+use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
 use kc_core::model::{Credential, NewCredential};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_postgres::{Client, Statement};
 
@@ -26,23 +28,23 @@ use tokio_postgres::{Client, Statement};
 /// waits for that transaction, so by the time this statement returns the winner
 /// is committed and [`EXISTING_MANY`], a new statement, can see it.
 ///
-/// `$7` is the batch's deadline: `kc_before_deadline` (sql/002) fails the whole
+/// `$8` is the batch's deadline: `kc_before_deadline` (sql/002) fails the whole
 /// statement if the server gets to a row after it, so a statement that reaches
 /// a frozen server's socket and runs once the requests were answered 503
 /// stores nothing. The returned columns are read by these names.
 const ISSUE_MANY: &str = "\
-INSERT INTO credentials (id, name, email, credential_type, metadata, issued_by)
-SELECT id, name, email, credential_type, metadata, $6
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
-    AS t(id, name, email, credential_type, metadata)
- WHERE kc_before_deadline($7)
+INSERT INTO credentials (id, name, email, credential_type, metadata, issuer, issued_by)
+SELECT id, name, email, credential_type, metadata, issuer, $7
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
+    AS t(id, name, email, credential_type, metadata, issuer)
+ WHERE kc_before_deadline($8)
 ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
 RETURNING id, metadata, issued_at";
 
 /// The credentials that hold any of the given (name, email, credentialType)
 /// triples. Its columns are read by these names (a cast keeps the name).
 const EXISTING_MANY: &str = "\
-SELECT c.id, c.issued_by::text, c.issued_at, c.name::text, c.email::text, c.credential_type::text
+SELECT c.id, c.issued_by::text, c.issuer, c.issued_at, c.name::text, c.email::text, c.credential_type::text
   FROM credentials c
   JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(name, email, credential_type)
     ON c.name = k.name AND c.email = k.email AND c.credential_type = k.credential_type";
@@ -74,17 +76,19 @@ pub struct Pending {
     email: String,
     credential_type: String,
     metadata: Option<String>,
+    issuer: Option<Arc<str>>,
 }
 
 impl Pending {
-    /// The credential `c`, to be stored under `id`.
-    pub fn new(id: uuid::Uuid, c: &NewCredential<'_>) -> Self {
+    /// The credential `c`, to be stored under `id` as issued by the client `issuer`.
+    pub fn new(id: uuid::Uuid, c: &NewCredential<'_>, issuer: Option<Arc<str>>) -> Self {
         Pending {
             id,
             name: c.name().to_owned(),
             email: c.email().to_owned(),
             credential_type: c.credential_type().to_owned(),
             metadata: c.metadata().map(str::to_owned),
+            issuer,
         }
     }
 }
@@ -101,6 +105,8 @@ pub struct IssueParams<'a> {
     pub types: Vec<&'a str>,
     /// `$5`, the metadata as JSON text.
     pub metadata: Vec<Option<Jsonb<&'a str>>>,
+    /// `$6`, the issuing clients' names.
+    pub issuers: Vec<Option<&'a str>>,
 }
 
 impl<'a> IssueParams<'a> {
@@ -112,6 +118,7 @@ impl<'a> IssueParams<'a> {
             emails: items.iter().map(|p| p.email.as_str()).collect(),
             types: items.iter().map(|p| p.credential_type.as_str()).collect(),
             metadata: items.iter().map(|p| p.metadata.as_deref().map(Jsonb)).collect(),
+            issuers: items.iter().map(|p| p.issuer.as_deref()).collect(),
         }
     }
 }
@@ -127,6 +134,7 @@ pub enum Outcome {
     Exists {
         id: uuid::Uuid,
         issued_by: String,
+        issuer: Option<String>,
         issued_at: SystemTime,
     },
     /// Skipped, and its holder gone by the time the batch looked: try again.
@@ -162,6 +170,7 @@ impl Batch for IssueBatch {
                     &p.emails,
                     &p.types,
                     &p.metadata,
+                    &p.issuers,
                     &self.worker_id,
                     &deadline.0,
                 ],
@@ -189,7 +198,7 @@ impl Batch for IssueBatch {
                 .query(&conn.stmts.existing, &[&names, &emails, &types])
                 .await?
         };
-        let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, SystemTime)> =
+        let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, Option<&str>, SystemTime)> =
             HashMap::with_capacity(holders.len());
         for row in &holders {
             let key = (
@@ -202,6 +211,7 @@ impl Batch for IssueBatch {
                 (
                     db::column(row, "id")?,
                     db::column(row, "issued_by")?,
+                    db::column(row, "issuer")?,
                     db::column(row, "issued_at")?,
                 ),
             );
@@ -214,10 +224,11 @@ impl Batch for IssueBatch {
                         metadata: metadata.map(str::to_owned),
                         issued_at: *at,
                     }
-                } else if let Some((id, by, at)) = existing.get(&key(p)) {
+                } else if let Some((id, by, issuer, at)) = existing.get(&key(p)) {
                     Outcome::Exists {
                         id: *id,
                         issued_by: (*by).to_owned(),
+                        issuer: issuer.map(str::to_owned),
                         issued_at: *at,
                     }
                 } else {
@@ -242,6 +253,7 @@ impl Endpoint for Issuance {
     const SERVICE: &'static str = "issuance";
     const PATH: &'static str = "/issuance/credentials";
     const OUTCOME_KEY: &'static str = "success";
+    const ANONYMOUS: bool = false;
     type Statements = IssueStatements;
 
     fn new(pool: Pool<IssueStatements>, config: &Config) -> Self {
@@ -254,21 +266,40 @@ impl Endpoint for Issuance {
     }
 
     async fn handle(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
+        // A key that may not issue at all is refused before its body is looked at.
+        if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
+            return Err(ApiError::Forbidden(NOT_AN_ISSUER));
+        }
         // simd-json rewrites its input; `body` stays intact for the raw metadata.
         let mut scratch = body.to_vec();
         let credential = NewCredential::parse(&body, &mut scratch)?;
+        let issuer = permitted(ctx.caller, credential.credential_type())?;
         let id = uuid::Uuid::new_v4();
+        let owner = ctx.caller.owner();
         for _ in 0..ATTEMPTS {
-            match self.batches.submit(Pending::new(id, &credential)).await? {
+            match self
+                .batches
+                .submit_as(owner, Pending::new(id, &credential, issuer.clone()))
+                .await?
+            {
                 Outcome::Issued { metadata, issued_at } => {
                     return Ok(issued(ctx, &credential, id, metadata.as_deref(), issued_at));
                 }
                 Outcome::Exists {
                     id,
                     issued_by,
+                    issuer: holder,
                     issued_at,
                 } => {
-                    return Ok(conflict(ctx, id, &issued_by, issued_at));
+                    // The holder's id and issue details go only to the client
+                    // that issued it: to anyone else they would confirm who holds what.
+                    let disclose = ctx.caller.is_open()
+                        || ctx
+                            .caller
+                            .client()
+                            .is_some_and(|c| Some(&*c.name) == holder.as_deref());
+                    let existing = disclose.then_some((id, issued_by.as_str(), issued_at));
+                    return Ok(conflict(ctx, existing));
                 }
                 Outcome::Raced => continue,
             }
@@ -276,6 +307,21 @@ impl Endpoint for Issuance {
         Err(ApiError::Unavailable(
             "the conflicting credential kept disappearing".into(),
         ))
+    }
+}
+
+const NOT_AN_ISSUER: &str = "This API key may not issue credentials";
+
+/// The issuer to record for `caller` issuing `credential_type`, or 403: only an
+/// issuer's key may issue, and only the types it was given (all when none).
+fn permitted(caller: &Caller, credential_type: &str) -> Result<Option<Arc<str>>, ApiError> {
+    match caller {
+        Caller::Open(_) => Ok(None),
+        Caller::Client(c) if c.may_issue(credential_type) => Ok(Some(c.name.clone())),
+        Caller::Client(c) if c.role == Role::Issuer => Err(ApiError::Forbidden(
+            "This API key may not issue credentials of this credentialType",
+        )),
+        _ => Err(ApiError::Forbidden(NOT_AN_ISSUER)),
     }
 }
 
@@ -294,9 +340,10 @@ pub fn issued(
         credential_type: c.credential_type(),
         metadata,
         issued_by: ctx.worker_id,
+        issuer: ctx.caller.client().map(|c| &*c.name),
         issued_at,
     };
-    log::info!(request_id = ctx.request_id, id:% = id; "credential issued");
+    log::info!(request_id = ctx.request_id, id:% = id, client = ctx.caller.name(); "credential issued");
     Reply::json(
         StatusCode::CREATED,
         json::object(|o| {
@@ -307,19 +354,21 @@ pub fn issued(
     )
 }
 
-/// 409 naming the credential that holds the triple.
-fn conflict(ctx: &RequestCtx<'_>, id: uuid::Uuid, issued_by: &str, issued_at: SystemTime) -> Reply {
-    log::info!(request_id = ctx.request_id, existing_id:% = id; "credential already issued");
+/// 409, naming the credential that holds the triple when `existing` is given.
+fn conflict(ctx: &RequestCtx<'_>, existing: Option<(uuid::Uuid, &str, SystemTime)>) -> Reply {
+    log::info!(request_id = ctx.request_id, existing_id:? = existing.map(|e| e.0), client = ctx.caller.name(); "credential already issued");
     Reply::json(
         StatusCode::CONFLICT,
         json::object(|o| {
             o.bool("success", false)
-                .str("message", "Credential already issued")
-                .object("existingCredential", |e| {
+                .str("message", "Credential already issued");
+            if let Some((id, issued_by, issued_at)) = existing {
+                o.object("existingCredential", |e| {
                     e.str("id", &id.to_string())
                         .str("issuedBy", issued_by)
                         .str("issuedAt", &kc_core::time::rfc3339_millis(issued_at));
                 });
+            }
         }),
     )
 }

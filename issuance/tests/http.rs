@@ -22,10 +22,11 @@ fn assert_common_headers(res: &TestResponse, app: &TestApp) {
         ),
         ("referrer-policy", "no-referrer"),
         ("cross-origin-resource-policy", "same-origin"),
-        ("access-control-allow-origin", "*"),
     ] {
         assert_eq!(res.header(name), Some(value), "{name} on {}", res.status);
     }
+    // CORS is off unless origins are configured.
+    assert_eq!(res.header("access-control-allow-origin"), None);
     if !res.body.is_empty() {
         assert_eq!(
             res.header("content-type"),
@@ -119,7 +120,11 @@ async fn unknown_paths_get_404_and_wrong_methods_405_with_allow() {
 
 #[tokio::test]
 async fn preflight_requests_get_204_with_the_allowed_methods() {
-    let app = spawn_app::<Issuance>().await;
+    let app = spawn_app_with::<Issuance>(
+        TestDb::new().await,
+        &[("CORS_ALLOWED_ORIGINS", "https://app.example")],
+    )
+    .await;
     let req = hyper::Request::options(PATH)
         .header("origin", "https://app.example")
         .header("access-control-request-method", "POST")
@@ -133,7 +138,14 @@ async fn preflight_requests_get_204_with_the_allowed_methods() {
         .header("access-control-allow-headers")
         .unwrap()
         .contains("Content-Type"));
-    assert_eq!(res.header("access-control-allow-origin"), Some("*"));
+    assert!(res
+        .header("access-control-allow-headers")
+        .unwrap()
+        .contains("Authorization"));
+    assert_eq!(
+        res.header("access-control-allow-origin"),
+        Some("https://app.example")
+    );
     assert_eq!(res.header("x-worker-id"), Some(app.worker_id.as_str()));
 }
 
@@ -271,7 +283,8 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_statements_the_pool_and_the_process() {
-    let app = spawn_app::<Issuance>().await;
+    // Without access control, so the counts are this test's requests alone.
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("AUTH_MODE", "off")]).await;
     let good = json!({ "name": "m", "email": "m@example.com", "credentialType": "t" });
     assert_eq!(app.post_json(PATH, &good).await.status, 201);
     assert_eq!(app.post_json(PATH, &good).await.status, 409);

@@ -48,12 +48,14 @@ async fn issues_a_credential_with_201_and_stores_it() {
         json!({ "organization": "Tech Corp", "expiryDate": "2026-12-31" })
     );
     assert_eq!(c["issuedBy"], app.worker_id);
+    // The client that issued it (the harness names it after the task).
+    assert_eq!(c["issuer"], app.worker_id);
     assert!(
         is_rfc3339_millis(c["issuedAt"].as_str().unwrap()),
         "{}",
         c["issuedAt"]
     );
-    assert_eq!(c.as_object().unwrap().len(), 7);
+    assert_eq!(c.as_object().unwrap().len(), 8);
 
     let db = app.db.client().await;
     let row = db
@@ -133,7 +135,9 @@ async fn a_duplicate_gets_409_with_the_existing_credential() {
     let app = spawn_app::<Issuance>().await;
     let first = app.post_json(PATH, &john()).await.json();
     // A different task issuing the same triple with other metadata is still a duplicate.
-    let other = spawn_app_with::<Issuance>(app.db.clone(), &[]).await;
+    // The same client on another task: the holder's details are its own.
+    let mut other = spawn_app_with::<Issuance>(app.db.clone(), &[]).await;
+    other.key = app.key.clone();
     let mut same = john();
     same["metadata"] = json!({ "other": true });
     let res = other.post_json(PATH, &same).await;
@@ -156,7 +160,9 @@ async fn a_duplicate_gets_409_with_the_existing_credential() {
 async fn exactly_one_of_many_concurrent_identical_requests_wins_across_tasks() {
     // One lane per task, so identical requests also meet inside one batch.
     let a = spawn_app_with::<Issuance>(TestDb::new().await, &[("DB_BATCH_LANES", "1")]).await;
-    let b = spawn_app_with::<Issuance>(a.db.clone(), &[]).await;
+    let mut b = spawn_app_with::<Issuance>(a.db.clone(), &[]).await;
+    // One client on both tasks, so every 409 may name the winner.
+    b.key = a.key.clone();
     let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
     let body = json!({ "name": "Race", "email": "race@example.com", "credentialType": "Sprint" });
     let mut tasks = Vec::new();

@@ -20,6 +20,8 @@ fn command(db: &TestDb) -> Command {
         .env("METRICS_PORT", "0")
         .env("BIND_ADDR", "127.0.0.1")
         .env("WORKER_ID", "process-test")
+        // These tests are about the process; tests/access.rs is about who may call.
+        .env("AUTH_MODE", "off")
         .env("LOG_FORMAT", "json")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -219,7 +221,11 @@ async fn migrate_applies_the_schema_once_and_exits() {
         .collect();
     assert_eq!(
         versions,
-        ["001_create_credentials_table", "002_statement_deadline"]
+        [
+            "001_create_credentials_table",
+            "002_statement_deadline",
+            "003_api_clients"
+        ]
     );
     let kind: String = client
         .query_one(
@@ -299,7 +305,7 @@ async fn help_and_unknown_commands() {
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
     assert!(
-        help.starts_with("usage: issuance [serve|migrate|healthcheck|--version|--help]"),
+        help.starts_with("usage: issuance [serve|migrate|clients|healthcheck|--version|--help]"),
         "{help}"
     );
     let out = Command::new(BIN).arg("frobnicate").output().await.unwrap();

@@ -10,6 +10,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kc_core::app::serve;
+use kc_core::auth::admin::{self, NewClient};
+pub use kc_core::auth::Role;
 use kc_core::{Config, Endpoint};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,24 +33,52 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     /// Its `WORKER_ID`.
     pub worker_id: String,
+    /// The API key [`TestApp::post_json`] and [`TestApp::post_raw`] send: an
+    /// issuer's for issuance, a verifier's for verification, made by
+    /// [`spawn_app`]; None with `AUTH_MODE=off`, or after [`start`].
+    pub key: Option<String>,
     /// The serving task, aborted on drop (SIGTERM is tested on the real binary).
     task: JoinHandle<()>,
+    api_path: &'static str,
     client: Client<HttpConnector, Full<Bytes>>,
 }
 
-/// Starts `E` against a fresh schema and waits until it is healthy.
+/// Starts `E` against a fresh schema, waits until it is healthy, and gives it
+/// a client of its own (see [`TestApp::key`]).
 pub async fn spawn_app<E: Endpoint>() -> TestApp {
     spawn_app_with::<E>(TestDb::new().await, &[]).await
 }
 
 /// Starts `E` on `db` with extra environment `vars`, and waits until healthy.
+/// Authentication is required, as in production, unless `vars` sets
+/// `AUTH_MODE=off`; then the app gets a client of its own (an issuer for
+/// issuance, a verifier for verification) whose key its requests carry.
 pub async fn spawn_app_with<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestApp {
-    let app = start::<E>(db, vars).await;
+    let off = vars
+        .iter()
+        .any(|(k, v)| *k == "AUTH_MODE" && v.eq_ignore_ascii_case("off"));
+    let mut vars = vars.to_vec();
+    if !off {
+        vars.push(("AUTH_MODE", "required"));
+    }
+    let mut app = start::<E>(db, &vars).await;
     app.wait_healthy().await;
+    if !off {
+        let role = if E::ANONYMOUS {
+            Role::Verifier
+        } else {
+            Role::Issuer
+        };
+        let key = app.add_client(&app.worker_id.clone(), role, &[], None).await;
+        app.wait_key(&key).await;
+        app.key = Some(key);
+    }
     app
 }
 
-/// Starts `E` without waiting for it to be healthy (its database may be down).
+/// Starts `E` without waiting for it to be healthy (its database may be down),
+/// with `AUTH_MODE=off` unless `vars` says otherwise: the tests that use it are
+/// about the database, not about who calls.
 pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestApp {
     init_logging();
     let worker_id = format!("{}-test-{}", E::SERVICE, WORKERS.fetch_add(1, Ordering::Relaxed));
@@ -59,6 +89,7 @@ pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestA
         ("DB_POOL_SIZE".into(), "8".into()),
         // Loopback needs no TLS; tests/tls.rs covers the other modes.
         ("DB_SSLMODE".into(), "disable".into()),
+        ("AUTH_MODE".into(), "off".into()),
     ]);
     for (k, v) in vars {
         env.insert((*k).into(), (*v).into());
@@ -83,7 +114,9 @@ pub async fn start<E: Endpoint>(db: Arc<TestDb>, vars: &[(&str, &str)]) -> TestA
         metrics_addr,
         db,
         worker_id,
+        key: None,
         task,
+        api_path: E::PATH,
         client: Client::builder(TokioExecutor::new()).build_http(),
     }
 }
@@ -166,25 +199,105 @@ impl TestApp {
         String::from_utf8_lossy(&body).into_owned()
     }
 
-    /// POSTs `body` as JSON.
+    /// POSTs `body` as JSON with the app's own key ([`TestApp::key`]).
     pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> TestResponse {
         self.post_raw(path, Some("application/json"), body.to_string())
             .await
     }
 
-    /// POSTs raw bytes with an optional content type.
+    /// POSTs `body` as JSON with `key`, or with no `Authorization` header.
+    pub async fn post_json_as(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> TestResponse {
+        self.post_with(path, Some("application/json"), body.to_string(), key, &[])
+            .await
+    }
+
+    /// POSTs raw bytes with an optional content type and the app's own key.
     pub async fn post_raw(
         &self,
         path: &str,
         content_type: Option<&str>,
         body: impl Into<Bytes>,
     ) -> TestResponse {
+        self.post_with(path, content_type, body, self.key.as_deref(), &[])
+            .await
+    }
+
+    /// POSTs raw bytes with `key` (as `Authorization: Bearer`) and extra headers.
+    pub async fn post_with(
+        &self,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<Bytes>,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> TestResponse {
         let mut req = Request::builder().method(Method::POST).uri(path);
         if let Some(ct) = content_type {
             req = req.header("content-type", ct);
         }
+        if let Some(key) = key {
+            req = req.header("authorization", format!("Bearer {key}"));
+        }
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
         self.send(req.body(Full::new(body.into())).expect("request"))
             .await
+    }
+
+    /// Creates a client on the app's database; returns its key.
+    pub async fn add_client(
+        &self,
+        name: &str,
+        role: Role,
+        credential_types: &[&str],
+        rate_limit: Option<u32>,
+    ) -> String {
+        let client = NewClient {
+            name: name.into(),
+            role,
+            credential_types: credential_types.iter().map(|t| (*t).to_owned()).collect(),
+            rate_limit,
+        };
+        let mut db = self.db.client().await;
+        admin::add(&mut db, &client, None)
+            .await
+            .unwrap_or_else(|e| panic!("add client {name}: {e}"))
+            .expect("a fresh key")
+    }
+
+    /// Revokes the client `name` on the app's database.
+    pub async fn revoke_client(&self, name: &str) {
+        let mut db = self.db.client().await;
+        let revoked = admin::revoke(&mut db, name)
+            .await
+            .unwrap_or_else(|e| panic!("revoke client {name}: {e}"));
+        assert!(revoked, "no live client {name}");
+    }
+
+    /// Waits until the app accepts `key` (its clients refresh within
+    /// 250 ms): an empty body then gets 400, not 401 or 503.
+    pub async fn wait_key(&self, key: &str) {
+        for _ in 0..100 {
+            let res = self
+                .post_with(self.api_path(), Some("application/json"), "{}", Some(key), &[])
+                .await;
+            if res.status == StatusCode::BAD_REQUEST {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{} did not accept a new key within 2 s", self.addr);
+    }
+
+    /// The service's business route.
+    pub fn api_path(&self) -> &'static str {
+        self.api_path
     }
 
     /// GETs `path`.

@@ -14,4 +14,4 @@ pub mod fakes;
 pub mod harness;
 
 pub use db::{base_database_url, connect, TestDb};
-pub use harness::{spawn_app, spawn_app_with, start, TestApp, TestResponse};
+pub use harness::{spawn_app, spawn_app_with, start, Role, TestApp, TestResponse};

@@ -7,10 +7,11 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
+use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
 use kc_core::json;
-use kc_core::model::{Credential, VerifyRequest};
+use kc_core::model::{Credential, VerifyRequest, View};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ use tokio_postgres::{Client, Row, Statement};
 
 /// Every credential whose id is in `$1`. Its columns are read by these names.
 const LOOKUP_MANY: &str = "\
-SELECT id, name, email, credential_type, metadata, issued_by, issued_at
+SELECT id, name, email, credential_type, metadata, issued_by, issuer, issued_at
   FROM credentials WHERE id = ANY($1)";
 
 /// Verification's prepared statements.
@@ -71,6 +72,7 @@ impl Endpoint for Verification {
     const SERVICE: &'static str = "verification";
     const PATH: &'static str = "/verification/credentials";
     const OUTCOME_KEY: &'static str = "valid";
+    const ANONYMOUS: bool = true;
     type Statements = VerifyStatements;
 
     fn new(pool: Pool<VerifyStatements>, config: &Config) -> Self {
@@ -82,7 +84,7 @@ impl Endpoint for Verification {
     async fn handle(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
         let mut scratch = body.to_vec();
         let request = VerifyRequest::parse(&mut scratch)?;
-        let row = self.batches.submit(request.id()).await?;
+        let row = self.batches.submit_as(ctx.caller.owner(), request.id()).await?;
         let verified_at = kc_core::time::rfc3339_millis(SystemTime::now());
         let found = match &row {
             Some(row) => {
@@ -94,6 +96,7 @@ impl Endpoint for Verification {
                     credential_type: db::column(row, "credential_type")?,
                     metadata: metadata.map(|m| m.0),
                     issued_by: db::column(row, "issued_by")?,
+                    issuer: db::column(row, "issuer")?,
                     issued_at: db::column(row, "issued_at")?,
                 })
             }
@@ -106,8 +109,10 @@ impl Endpoint for Verification {
         };
         match found.filter(matches) {
             Some(credential) => {
-                log::info!(request_id = ctx.request_id, id:% = request.id(); "credential verified");
-                Ok(verified(ctx, &credential, &verified_at))
+                let whole = entitled(ctx.caller, &credential, &request);
+                log::info!(request_id = ctx.request_id, id:% = request.id(), client = ctx.caller.name(), whole; "credential verified");
+                let view = if whole { View::Whole } else { View::Public };
+                Ok(verified_view(ctx, &credential, &verified_at, view))
             }
             None => {
                 log::info!(request_id = ctx.request_id, id:% = request.id(); "credential not found or not matching");
@@ -125,14 +130,37 @@ impl Endpoint for Verification {
     }
 }
 
+/// Whether `caller` may see the holder's name, email and metadata: a verifier,
+/// the issuer that issued it, anyone when access control is off, and an
+/// anonymous caller who sent the matching name and email (they know who the
+/// holder is already). Everyone else sees only the public part.
+fn entitled(caller: &Caller, credential: &Credential<'_>, request: &VerifyRequest<'_>) -> bool {
+    match caller {
+        Caller::Open(_) => true,
+        Caller::Client(c) => c.role == Role::Verifier || credential.issuer.is_some_and(|i| i == &*c.name),
+        // `found.filter(matches)` checked that what was sent matches.
+        Caller::Anonymous(_) => request.name().is_some() && request.email().is_some(),
+    }
+}
+
 /// 200 with the credential as issued, and who verified it when (public for the benches).
 pub fn verified(ctx: &RequestCtx<'_>, credential: &Credential<'_>, verified_at: &str) -> Reply {
+    verified_view(ctx, credential, verified_at, View::Whole)
+}
+
+/// 200 with as much of the credential as `view` allows.
+pub fn verified_view(
+    ctx: &RequestCtx<'_>,
+    credential: &Credential<'_>,
+    verified_at: &str,
+    view: View,
+) -> Reply {
     Reply::json(
         StatusCode::OK,
         json::object(|o| {
             o.bool("valid", true)
                 .str("message", "Credential verified successfully");
-            credential.write(o, "credential");
+            credential.write_view(o, "credential", view);
             o.str("verifiedBy", ctx.worker_id).str("verifiedAt", verified_at);
         }),
     )

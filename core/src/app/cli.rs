@@ -1,5 +1,5 @@
 //! The command line every service binary shares: `serve` (the default),
-//! `migrate`, `healthcheck` (the container's health check, for an image
+//! `migrate`, `clients` (API clients and keys, `auth::admin`), `healthcheck` (the container's health check, for an image
 //! without curl), `--version` and `--help`.
 
 use super::server::{migrate_once, serve, shutdown_signal};
@@ -9,9 +9,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-const USAGE: &str = "usage: SERVICE [serve|migrate|healthcheck|--version|--help]
+const USAGE: &str = "usage: SERVICE [serve|migrate|clients|healthcheck|--version|--help]
   serve         serve HTTP on PORT (the default)
   migrate       apply the database migrations, then exit
+  clients       manage API clients and their keys (SERVICE clients --help)
   healthcheck   GET this task's /health/live on 127.0.0.1:PORT; exit 0 if it answers 200
   --version     print the version
 Configuration comes from the environment; see .env.example.";
@@ -29,6 +30,10 @@ pub fn main<E: Endpoint>() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Some("healthcheck") => return runtime(1).block_on(healthcheck()),
+        Some("clients") => {
+            let args: Vec<String> = std::env::args().skip(2).collect();
+            return clients::<E>(&args);
+        }
         None | Some("serve" | "migrate") => {}
         Some(other) => {
             eprintln!(
@@ -82,6 +87,111 @@ pub fn main<E: Endpoint>() -> ExitCode {
         };
         serve::<E>(config, listener, metrics, shutdown_signal()).await;
         ExitCode::SUCCESS
+    })
+}
+
+/// `SERVICE clients …`: manage API clients. Keys go to stdout and nowhere else;
+/// everything else (and every error) to stderr.
+fn clients<E: Endpoint>(args: &[String]) -> ExitCode {
+    use crate::auth::admin::{self, AdminError, Command};
+    let usage = admin::USAGE.replace("SERVICE", E::SERVICE);
+    if args.is_empty() || matches!(args[0].as_str(), "--help" | "-h" | "help") {
+        println!("{usage}");
+        return if args.is_empty() {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let command = match admin::parse(args) {
+        Ok(c) => c,
+        Err(why) => {
+            eprintln!("{} clients: {why}\n{usage}", E::SERVICE);
+            return ExitCode::from(2);
+        }
+    };
+    if command == Command::Keygen {
+        return match crate::auth::keys::generate() {
+            Ok(key) => {
+                println!(
+                    "key={key}\nsha256={}",
+                    crate::auth::keys::KeyHash::of(&key).to_hex()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(why) => {
+                eprintln!("{} clients keygen: {why}", E::SERVICE);
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match Config::from_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{}: {e}", E::SERVICE);
+            return ExitCode::from(2);
+        }
+    };
+    runtime(1).block_on(async {
+        let result = async {
+            let mut db = crate::db::connect_once(&config).await?;
+            crate::migrate::run(&mut db).await?;
+            match command {
+                Command::Add(client, hash) => {
+                    let given = hash.is_some();
+                    let key = admin::add(&mut db, &client, hash).await?;
+                    match key {
+                        Some(key) => println!("{key}"),
+                        None if given => eprintln!("client {:?} added with the given key", client.name),
+                        None => {}
+                    }
+                    eprintln!(
+                        "client {:?} ({}) added; every task accepts its key within 1 s",
+                        client.name,
+                        client.role.as_str()
+                    );
+                }
+                Command::Revoke(name) => {
+                    if !admin::revoke(&mut db, &name).await? {
+                        return Err(AdminError::Invalid(format!("no live client named {name:?}")));
+                    }
+                    eprintln!("client {name:?} revoked; every task refuses its keys within 1 s");
+                }
+                Command::List => {
+                    println!("name\trole\tcredential_types\trate_limit\tkeys\tcreated_at\trevoked_at");
+                    for c in admin::list(&db).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            c.name,
+                            c.role,
+                            if c.credential_types.is_empty() {
+                                "*".into()
+                            } else {
+                                c.credential_types.join(",")
+                            },
+                            c.rate_limit.map_or("default".into(), |r| r.to_string()),
+                            c.keys,
+                            crate::time::rfc3339_millis(c.created_at),
+                            c.revoked_at.map_or(String::new(), crate::time::rfc3339_millis),
+                        );
+                    }
+                }
+                Command::Keygen => {}
+            }
+            Ok::<(), AdminError>(())
+        }
+        .await;
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e @ AdminError::Invalid(_)) => {
+                eprintln!("{} clients: {e}", E::SERVICE);
+                ExitCode::from(2)
+            }
+            Err(e) => {
+                eprintln!("{} clients: {e}", E::SERVICE);
+                ExitCode::FAILURE
+            }
+        }
     })
 }
 

@@ -16,6 +16,7 @@ pub use cli::main;
 pub use pipeline::App;
 pub use server::{serve, shutdown_signal};
 
+use crate::auth::Caller;
 use crate::config::Config;
 use crate::db::{Pool, Statements};
 use crate::error::ApiError;
@@ -32,6 +33,9 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
     const PATH: &'static str;
     /// How this service names the boolean in its validation errors (`success` or `valid`).
     const OUTCOME_KEY: &'static str;
+    /// Whether callers without an API key may use the business route (they
+    /// are then limited per source address); if not, they get 401.
+    const ANONYMOUS: bool;
     /// The statements prepared on each database connection.
     type Statements: Statements;
 
@@ -53,4 +57,6 @@ pub struct RequestCtx<'a> {
     pub request_id: &'a str,
     /// This task's worker id.
     pub worker_id: &'a str,
+    /// Who sent it (admitted: its key is live and it is within its rate limit).
+    pub caller: &'a Caller,
 }

@@ -1,9 +1,10 @@
 //! One request through a task: route it, check the limits and the schema,
-//! read its body, hand it to the endpoint (or answer health from the
+//! find out who is calling (`auth`), read its body, hand it to the endpoint (or answer health from the
 //! database monitor), map errors to replies, add the common headers, and
 //! write its access log line.
 
 use super::{Endpoint, RequestCtx};
+use crate::auth::{Caller, Gate, Registry};
 use crate::config::Config;
 use crate::db::Pool;
 use crate::error::ApiError;
@@ -17,6 +18,7 @@ use http_body_util::Full;
 use hyper::body::Body;
 use hyper::{Request, Response, StatusCode};
 use prometheus_client::metrics::gauge::Gauge;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -29,6 +31,8 @@ pub(super) struct Shared<E: Endpoint> {
     pub(super) config: Config,
     pub(super) router: Router,
     pub(super) headers: CommonHeaders,
+    /// Who may call: keys, clients, rate limits.
+    pub(super) gate: Gate,
     pub(super) started: Instant,
     /// Set once the schema is migrated (or migrations are not ours to run).
     pub(super) schema_ready: AtomicBool,
@@ -37,7 +41,7 @@ pub(super) struct Shared<E: Endpoint> {
 }
 
 impl<E: Endpoint> Shared<E> {
-    pub(super) async fn handle<B>(self: Arc<Self>, req: Request<B>) -> Response<Full<Bytes>>
+    pub(super) async fn handle<B>(self: Arc<Self>, req: Request<B>, peer: SocketAddr) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
@@ -50,7 +54,8 @@ impl<E: Endpoint> Shared<E> {
         let path = req.uri().path().to_owned();
         let origin = req.headers().get(hyper::header::ORIGIN).cloned();
         let entry = self.router.lookup(&path);
-        let (reply, shed) = match self.route(entry, &request_id, req).await {
+        let mut caller = None;
+        let (reply, shed) = match self.route(entry, &request_id, req, peer, &mut caller).await {
             Ok(reply) => (reply, None),
             Err(e) => {
                 let shed = e.shed();
@@ -58,6 +63,10 @@ impl<E: Endpoint> Shared<E> {
             }
         };
         let status = reply.status.as_u16();
+        if matches!(status, 401 | 403 | 429) {
+            self.metrics
+                .refused(caller.as_ref().map_or("unknown", Caller::label), status);
+        }
         let response = self.headers.respond(reply, &request_id, origin.as_ref());
         let elapsed = started.elapsed();
         self.metrics.observe(
@@ -76,6 +85,7 @@ impl<E: Endpoint> Shared<E> {
             status,
             duration_ms: elapsed.as_micros() as f64 / 1000.0,
             shed: shed.map(|s| s.as_str()),
+            client: caller.as_ref().map(Caller::name),
         });
         response
     }
@@ -85,6 +95,8 @@ impl<E: Endpoint> Shared<E> {
         entry: Option<&Entry>,
         request_id: &str,
         req: Request<B>,
+        peer: SocketAddr,
+        caller: &mut Option<Caller>,
     ) -> Result<Reply, ApiError>
     where
         B: Body<Data = Bytes>,
@@ -97,11 +109,23 @@ impl<E: Endpoint> Shared<E> {
                         "database schema is not migrated yet".into(),
                     ));
                 }
+                // Checked before the body is read, refused after: a refusal
+                // that left the body unread would reset the connection, and a
+                // balancer still sending it would answer 502 instead.
+                let admitted = match self.gate.admit(req.headers(), peer, E::ANONYMOUS) {
+                    Ok(c) => Ok(c),
+                    Err((refusal, who)) => {
+                        *caller = who;
+                        Err(refusal)
+                    }
+                };
                 let body =
                     http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
+                let who = caller.insert(admitted?);
                 let ctx = RequestCtx {
                     request_id,
                     worker_id: &self.config.worker_id,
+                    caller: who,
                 };
                 self.endpoint.handle(&ctx, body).await
             }
@@ -117,6 +141,7 @@ impl<E: Endpoint> Shared<E> {
                 body: Vec::new(),
                 allow: Some(allow),
                 retry_after: None,
+                challenge: false,
             }),
         }
     }
@@ -133,6 +158,7 @@ impl<E: Endpoint> Shared<E> {
             uptime_seconds: self.started.elapsed().as_secs(),
             database_up,
             draining,
+            auth_off: self.config.auth_mode == crate::auth::AuthMode::Off,
         }
     }
 }
@@ -151,6 +177,7 @@ impl<E: Endpoint> Shared<E> {
             metrics: Arc::new(metrics),
             router: Router::new(E::SERVICE, E::PATH),
             headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
+            gate: Gate::new(&config, Arc::new(Registry::default())),
             started: Instant::now(),
             schema_ready: AtomicBool::new(!config.run_migrations),
             draining: AtomicBool::new(false),
@@ -170,13 +197,23 @@ impl<E: Endpoint> App<E> {
         App(Arc::new(Shared::new(config)))
     }
 
-    /// Handles one request as a connection would.
+    /// Handles one request as a connection from 127.0.0.1 would.
     pub async fn handle<B>(&self, req: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        self.0.clone().handle(req).await
+        self.0
+            .clone()
+            .handle(req, SocketAddr::from(([127, 0, 0, 1], 40000)))
+            .await
+    }
+
+    /// Loads the API clients from the database (a task's background refresh
+    /// does this; an in-process caller asks once).
+    pub async fn load_clients(&self) -> Result<(), crate::db::DbError> {
+        let client = self.0.pool.client().await?;
+        self.0.gate.registry().refresh(&client).await.map(|_| ())
     }
 }
 

@@ -44,6 +44,16 @@ pub async fn serve<E: Endpoint>(
             shared.config.worker_id.clone(),
         ))
     });
+    let clients = tokio::spawn(crate::auth::registry::watch(shared.gate.registry().clone(), {
+        let pool = shared.pool.clone();
+        move || {
+            let pool = pool.clone();
+            async move { pool.client().await }
+        }
+    }));
+    if shared.config.auth_mode == crate::auth::AuthMode::Off {
+        log::warn!(target: "startup", "AUTH_MODE=off: anyone may issue and read every credential; for local trials only");
+    }
     let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
     log::info!(
         target: "startup",
@@ -69,7 +79,7 @@ pub async fn serve<E: Endpoint>(
     };
     let handler = {
         let shared = shared.clone();
-        move |req| shared.clone().handle(req)
+        move |req, peer| shared.clone().handle(req, peer)
     };
     let (drained, stop_metrics) = tokio::sync::watch::channel(false);
     let api = async {
@@ -82,6 +92,7 @@ pub async fn serve<E: Endpoint>(
         }
     };
     tokio::join!(api, scrape);
+    clients.abort();
     for task in [migrations, emf].into_iter().flatten() {
         task.abort();
     }
@@ -102,7 +113,7 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, mut stop: w
         // Scrapers, not clients: a few connections are plenty.
         max_connections: 16,
     };
-    let handler = move |req: hyper::Request<hyper::body::Incoming>| {
+    let handler = move |req: hyper::Request<hyper::body::Incoming>, _peer| {
         let metrics = metrics.clone();
         async move {
             if req.uri().path() != "/metrics" {

@@ -180,6 +180,12 @@ impl<S: Statements> Pool<S> {
         &self.metrics
     }
 
+    /// A pooled connection for a statement of the task's own (not a request's):
+    /// the API clients' refresh.
+    pub async fn client(&self) -> Result<PooledClient<S>, DbError> {
+        batch::Source::get(self).await.map(PooledClient)
+    }
+
     /// Connections open now, and how many of them are idle.
     pub fn connections(&self) -> (u32, u32) {
         let state = self.inner.state();
@@ -211,6 +217,16 @@ impl<S: Statements> batch::Source for Pool<S> {
 
     fn discard(&self, conn: Self::Conn) {
         conn.broken.store(true, Ordering::Release);
+    }
+}
+
+/// A connection checked out of a [`Pool`], given back when dropped.
+pub struct PooledClient<S: Statements>(PooledConnection<'static, Manager<S>>);
+
+impl<S: Statements> std::ops::Deref for PooledClient<S> {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        &self.0.client
     }
 }
 

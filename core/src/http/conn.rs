@@ -200,7 +200,8 @@ impl AsyncWrite for Watched {
     }
 }
 
-/// Accepts connections on `listener` and serves each with `handle` until
+/// Accepts connections on `listener` and serves each with `handle` (given the
+/// request and the connection's peer address) until
 /// `shutdown` resolves; then stops accepting, lets in-flight requests finish
 /// (at most `t.grace`), and returns.
 pub(crate) async fn serve_connections<H, F>(
@@ -209,7 +210,7 @@ pub(crate) async fn serve_connections<H, F>(
     handle: H,
     shutdown: impl Future<Output = ()>,
 ) where
-    H: Fn(Request<Incoming>) -> F + Clone + Send + Sync + 'static,
+    H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -220,7 +221,7 @@ pub(crate) async fn serve_connections<H, F>(
     tokio::pin!(shutdown);
     let mut cap_logged: Option<Instant> = None;
     'accept: loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
@@ -273,7 +274,7 @@ pub(crate) async fn serve_connections<H, F>(
             on_request.set(Phase::Busy);
             let on_done = on_request.clone();
             let room = room.clone();
-            let response = handle(req);
+            let response = handle(req, peer);
             async move {
                 let mut response = response.await;
                 if room.take_close() {

@@ -1,6 +1,7 @@
 //! What a response is made of: a [`Reply`] (status, JSON body, an extra header
 //! or two), and the headers every response carries: request and worker ids,
-//! content type, the security headers helmet would set, and CORS.
+//! content type, the security headers helmet would set, and CORS (off unless
+//! origins are listed; never `*`, since verification returns personal data).
 
 use crate::config::CorsOrigins;
 use bytes::Bytes;
@@ -18,8 +19,10 @@ pub struct Reply {
     pub body: Vec<u8>,
     /// `Allow` for 405 and preflight responses.
     pub allow: Option<&'static str>,
-    /// `Retry-After` seconds for 503.
+    /// `Retry-After` seconds for 503 and 429.
     pub retry_after: Option<u32>,
+    /// `WWW-Authenticate: Bearer` for 401.
+    pub challenge: bool,
 }
 
 impl Reply {
@@ -30,6 +33,7 @@ impl Reply {
             body,
             allow: None,
             retry_after: None,
+            challenge: false,
         }
     }
 }
@@ -93,7 +97,7 @@ impl CommonHeaders {
                 );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("Content-Type, X-Request-Id"),
+                    HeaderValue::from_static("Authorization, Content-Type, X-Request-Id"),
                 );
                 h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
             } else {
@@ -103,13 +107,16 @@ impl CommonHeaders {
         if let Some(seconds) = reply.retry_after {
             h.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if reply.challenge {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         self.cors(h, origin);
         response
     }
 
     fn cors(&self, h: &mut HeaderMap, origin: Option<&HeaderValue>) {
         let allowed = match &self.cors {
-            CorsOrigins::Any => Some(HeaderValue::from_static("*")),
+            CorsOrigins::Off => None,
             CorsOrigins::List(list) => {
                 h.insert(header::VARY, HeaderValue::from_static("Origin"));
                 origin

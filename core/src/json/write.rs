@@ -64,6 +64,14 @@ impl<'a> ObjectWriter<'a> {
         self
     }
 
+    /// A string member, or `null` when there is none.
+    pub fn str_or_null(&mut self, key: &'static str, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(v) => self.str(key, v),
+            None => self.raw(key, "null"),
+        }
+    }
+
     /// A member whose value is JSON text already (e.g. metadata from PostgreSQL).
     pub fn raw(&mut self, key: &'static str, json: &str) -> &mut Self {
         self.key(key);

@@ -16,6 +16,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
 };
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
@@ -63,6 +64,15 @@ pub fn method_label(method: &hyper::Method) -> &'static str {
     }
 }
 
+/// The labels of a refused request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// The client's label (its name, `other` past the first 100), `anonymous`, or `unknown`.
+    pub client: String,
+    /// 401, 403 or 429.
+    pub http_response_status_code: u16,
+}
+
 /// Every metric of one task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -71,6 +81,8 @@ pub struct Metrics {
     pub requests: Family<HttpLabels, Histogram>,
     /// Requests being handled now.
     pub active: Gauge,
+    /// Requests refused by access control (401, 403) or rate limits (429), by client.
+    pub refused: Family<RefusedLabels, Counter>,
     /// The database layer's metrics, shared with the pool and the coalescers.
     pub db: Arc<DbMetrics>,
 }
@@ -95,6 +107,12 @@ impl Metrics {
             "HTTP requests being handled now",
             active.clone(),
         );
+        let refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "kc_refused_requests",
+            "Business requests refused by access control (401, 403) or a rate limit (429), by client",
+            refused.clone(),
+        );
         let db = Arc::new(DbMetrics::default());
         db.register(&mut registry);
         registry.register_collector(Box::new(process::Process::new()));
@@ -102,8 +120,19 @@ impl Metrics {
             registry,
             requests,
             active,
+            refused,
             db,
         }
+    }
+
+    /// Counts a request refused with `status` for the client labelled `client`.
+    pub fn refused(&self, client: &str, status: u16) {
+        self.refused
+            .get_or_create(&RefusedLabels {
+                client: client.to_owned(),
+                http_response_status_code: status,
+            })
+            .inc();
     }
 
     /// Adds what is read from the pool and the monitor at each scrape.

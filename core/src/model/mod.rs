@@ -10,6 +10,6 @@ pub mod credential;
 pub mod request;
 pub mod rules;
 
-pub use credential::Credential;
+pub use credential::{Credential, View};
 pub use request::{NewCredential, VerifyRequest};
 pub use rules::{FieldError, Invalid, CREDENTIAL_TYPE_MAX, EMAIL_MAX, METADATA_MAX_DEPTH, NAME_MAX};

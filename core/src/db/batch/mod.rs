@@ -10,7 +10,10 @@
 //! What a task takes on is bounded, and a request that cannot be served is told
 //! so at once (503, `Retry-After`) instead of waiting:
 //!
-//! - at most `DB_QUEUE_MAX` requests wait; one more is shed ([`Shed::QueueFull`]);
+//! - at most `DB_QUEUE_MAX` requests wait; one more is shed ([`Shed::QueueFull`]),
+//!   or, if another owner (client or address) holds a larger share of the
+//!   queue, that owner's newest request is shed in its place: one client's
+//!   flood cannot make another client's requests fail;
 //! - a request whose statement has not started within `DB_QUEUE_TIMEOUT_MS` is
 //!   shed ([`Shed::QueueTimeout`]); so is every request while the database is
 //!   believed down ([`Shed::DatabaseDown`], see [`super::monitor`]);
@@ -174,14 +177,22 @@ impl<B: Batch> Coalescer<B> {
         Coalescer { inner }
     }
 
-    /// Queues `item` and waits for its result, or sheds it (see the module docs).
+    /// Queues `item` and waits for its result, or sheds it (see the module
+    /// docs); all such items count as one owner's.
     pub async fn submit(&self, item: B::Item) -> Result<B::Output, DbError> {
+        self.submit_as(0, item).await
+    }
+
+    /// Queues `item` of `owner` (a client, or a source address) and waits for
+    /// its result, or sheds it. When the queue is full, the owner with the
+    /// largest share of it is shed first (see `queue.rs`).
+    pub async fn submit_as(&self, owner: u64, item: B::Item) -> Result<B::Output, DbError> {
         let inner = &*self.inner;
         if inner.monitor.is_down() {
             return Err(inner.shed(Shed::DatabaseDown));
         }
         let (reply, answer) = oneshot::channel();
-        let ticket = match inner.enqueue(item, reply) {
+        let ticket = match inner.enqueue(owner, item, reply) {
             Ok(ticket) => ticket,
             Err(e) => return Err(e),
         };

@@ -3,7 +3,7 @@
 
 use super::{Batch, Limits, Stats};
 use crate::db::{DbError, DbMetrics, Monitor, Shed};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -24,6 +24,8 @@ pub(super) struct Entry<B: Batch> {
     /// Increasing: the queue stays sorted by ticket, so a leaving request finds
     /// its entry by binary search.
     pub(super) ticket: u64,
+    /// Whose share it counts in (a client, or a source address).
+    pub(super) owner: u64,
     pub(super) item: B::Item,
     pub(super) reply: Reply<B>,
     pub(super) queued_at: Instant,
@@ -32,6 +34,36 @@ pub(super) struct Entry<B: Batch> {
 pub(super) struct Queue<B: Batch> {
     pub(super) entries: VecDeque<Entry<B>>,
     pub(super) next_ticket: u64,
+    /// Entries waiting, per owner (owners with none are removed).
+    pub(super) shares: HashMap<u64, usize>,
+}
+
+impl<B: Batch> Queue<B> {
+    fn count_out(&mut self, owner: u64) {
+        if let Some(n) = self.shares.get_mut(&owner) {
+            *n -= 1;
+            if *n == 0 {
+                self.shares.remove(&owner);
+            }
+        }
+    }
+
+    pub(super) fn pop_front(&mut self) -> Option<Entry<B>> {
+        let entry = self.entries.pop_front()?;
+        self.count_out(entry.owner);
+        Some(entry)
+    }
+
+    pub(super) fn remove(&mut self, at: usize) -> Option<Entry<B>> {
+        let entry = self.entries.remove(at)?;
+        self.count_out(entry.owner);
+        Some(entry)
+    }
+
+    /// The owner holding the largest share, and its share.
+    fn largest(&self) -> Option<(u64, usize)> {
+        self.shares.iter().map(|(o, n)| (*o, *n)).max_by_key(|(_, n)| *n)
+    }
 }
 
 pub(super) struct Inner<B: Batch> {
@@ -63,6 +95,7 @@ impl<B: Batch> Inner<B> {
             queue: Mutex::new(Queue {
                 entries: VecDeque::with_capacity(limits.queue_max.min(4096)),
                 next_ticket: 0,
+                shares: HashMap::new(),
             }),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
@@ -72,25 +105,47 @@ impl<B: Batch> Inner<B> {
         }
     }
 
-    /// Queues `item`, whose answer goes to `reply`; its ticket, or the error to
-    /// answer at once (the queue is full: shed).
-    pub(super) fn enqueue(&self, item: B::Item, reply: Reply<B>) -> Result<u64, DbError> {
+    /// Queues `item` of `owner`, whose answer goes to `reply`; its ticket, or the
+    /// error to answer at once.
+    ///
+    /// When the queue is full, the owner holding the largest share of it pays:
+    /// if that is not this request's owner, its newest waiting request is shed
+    /// to make room; otherwise this one is. So a client flooding the queue
+    /// sheds its own requests, never another client's.
+    pub(super) fn enqueue(&self, owner: u64, item: B::Item, reply: Reply<B>) -> Result<u64, DbError> {
         let Ok(mut queue) = self.queue.lock() else {
             return Err(DbError::Other("batch queue poisoned".into()));
         };
+        let mut evicted = None;
         if queue.entries.len() >= self.limits.queue_max {
-            drop(queue);
-            return Err(self.shed(Shed::QueueFull));
+            let mine = queue.shares.get(&owner).copied().unwrap_or(0);
+            match queue.largest() {
+                Some((largest, share)) if largest != owner && share > mine + 1 => {
+                    let at = queue.entries.iter().rposition(|e| e.owner == largest);
+                    evicted = at.and_then(|at| queue.remove(at));
+                }
+                _ => {}
+            }
+            if evicted.is_none() {
+                drop(queue);
+                return Err(self.shed(Shed::QueueFull));
+            }
         }
         let ticket = queue.next_ticket;
         queue.next_ticket += 1;
         queue.entries.push_back(Entry {
             ticket,
+            owner,
             item,
             reply,
             queued_at: Instant::now(),
         });
+        *queue.shares.entry(owner).or_insert(0) += 1;
         self.metrics.queue_depth.set(queue.entries.len() as i64);
+        drop(queue);
+        if let Some(entry) = evicted {
+            let _ = entry.reply.send(Err(self.shed(Shed::QueueFull)));
+        }
         Ok(ticket)
     }
 
@@ -119,7 +174,7 @@ impl<B: Batch> Inner<B> {
         let Ok(at) = queue.entries.binary_search_by_key(&ticket, |e| e.ticket) else {
             return false;
         };
-        queue.entries.remove(at);
+        queue.remove(at);
         self.metrics.queue_depth.set(queue.entries.len() as i64);
         true
     }
@@ -175,7 +230,7 @@ impl<B: Batch> Inner<B> {
         let mut batch = Vec::with_capacity(queue.entries.len().min(self.limits.batch_max));
         let mut late = Vec::new();
         while batch.len() < self.limits.batch_max {
-            let Some(entry) = queue.entries.pop_front() else {
+            let Some(entry) = queue.pop_front() else {
                 break;
             };
             let waited = entry.queued_at.elapsed();
@@ -204,7 +259,10 @@ impl<B: Batch> Inner<B> {
     /// Answers every queued request with `error` (the database is down).
     pub(super) fn fail_queued(&self, error: &DbError) {
         let entries: Vec<Entry<B>> = match self.queue.lock() {
-            Ok(mut queue) => queue.entries.drain(..).collect(),
+            Ok(mut queue) => {
+                queue.shares.clear();
+                queue.entries.drain(..).collect()
+            }
             Err(_) => return,
         };
         self.metrics.queue_depth.set(0);
