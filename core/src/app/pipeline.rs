@@ -64,8 +64,9 @@ impl<E: Endpoint> Shared<E> {
         };
         let status = reply.status.as_u16();
         if matches!(status, 401 | 403 | 429) {
-            self.metrics
-                .refused(caller.as_ref().map_or("unknown", Caller::label), status);
+            static UNKNOWN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("unknown"));
+            let label = caller.as_ref().map_or_else(|| UNKNOWN.clone(), Caller::label);
+            self.metrics.refused(label, status);
         }
         let response = self.headers.respond(reply, &request_id, origin.as_ref());
         let elapsed = started.elapsed();

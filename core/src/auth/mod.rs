@@ -75,11 +75,14 @@ impl Caller {
         }
     }
 
-    /// For the metrics: a bounded label.
-    pub fn label(&self) -> &str {
+    /// For the metrics: a bounded label, shared (cloning it allocates nothing).
+    pub fn label(&self) -> Arc<str> {
+        static OPEN: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("open"));
+        static ANONYMOUS: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from("anonymous"));
         match self {
-            Caller::Client(c) => &c.label,
-            other => other.name(),
+            Caller::Client(c) => c.label.clone(),
+            Caller::Open(_) => OPEN.clone(),
+            Caller::Anonymous(_) => ANONYMOUS.clone(),
         }
     }
 

@@ -142,8 +142,19 @@ impl Registry {
 
     /// Reloads if the clients changed since the last load; true if it reloaded.
     pub async fn refresh(&self, client: &Client) -> Result<bool, DbError> {
-        let row = client.query_one(VERSION, &[]).await?;
-        let version: i64 = db::column(&row, "v")?;
+        // The simple protocol: one round trip, no statement to prepare and close
+        // (this runs four times a second on every task).
+        let version = client
+            .simple_query(VERSION)
+            .await?
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(row) => {
+                    row.get("v").and_then(|v| v.parse::<i64>().ok())
+                }
+                _ => None,
+            })
+            .ok_or_else(|| DbError::Other("api_clients_version has no row".into()))?;
         if self.is_loaded() && version == self.version.load(Ordering::Acquire) {
             return Ok(false);
         }

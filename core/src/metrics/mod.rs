@@ -64,11 +64,22 @@ pub fn method_label(method: &hyper::Method) -> &'static str {
     }
 }
 
+/// A client's label: shared with its [`crate::auth::ApiClient`], so counting a
+/// refusal copies nothing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub struct ClientLabel(pub Arc<str>);
+
+impl EncodeLabelValue for ClientLabel {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        encoder.write_str(&self.0)
+    }
+}
+
 /// The labels of a refused request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
     /// The client's label (its name, `other` past the first 100), `anonymous`, or `unknown`.
-    pub client: String,
+    pub client: ClientLabel,
     /// 401, 403 or 429.
     pub http_response_status_code: u16,
 }
@@ -126,10 +137,10 @@ impl Metrics {
     }
 
     /// Counts a request refused with `status` for the client labelled `client`.
-    pub fn refused(&self, client: &str, status: u16) {
+    pub fn refused(&self, client: Arc<str>, status: u16) {
         self.refused
             .get_or_create(&RefusedLabels {
-                client: client.to_owned(),
+                client: ClientLabel(client),
                 http_response_status_code: status,
             })
             .inc();
