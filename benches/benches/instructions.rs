@@ -38,7 +38,7 @@ fn parse_issuance(body: &[u8]) -> usize {
 fn parse_verification(body: &[u8]) -> u128 {
     let mut scratch = body.to_vec();
     black_box(
-        VerifyRequest::parse(&mut scratch)
+        VerifyRequest::parse(body, &mut scratch)
             .map(|r| r.id().as_u128())
             .unwrap_or(0),
     )

@@ -22,7 +22,7 @@ fn parse(c: &mut Criterion) {
     g.bench_function("verification body", |b| {
         b.iter_batched_ref(
             || VERIFY.to_vec(),
-            |scratch| black_box(VerifyRequest::parse(scratch).ok().map(|r| r.id())),
+            |scratch| black_box(VerifyRequest::parse(VERIFY, scratch).ok().map(|r| r.id())),
             BatchSize::SmallInput,
         )
     });

@@ -83,7 +83,7 @@ impl Endpoint for Verification {
 
     async fn handle(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
         let mut scratch = body.to_vec();
-        let request = VerifyRequest::parse(&mut scratch)?;
+        let request = VerifyRequest::parse(&body, &mut scratch)?;
         let row = self.batches.submit_as(ctx.caller.owner(), request.id()).await?;
         let verified_at = kc_core::time::rfc3339_millis(SystemTime::now());
         let found = match &row {

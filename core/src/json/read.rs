@@ -4,6 +4,7 @@
 //! it, and its number literals.
 
 use simd_json::BorrowedValue;
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// Deepest nesting a request body may have. Deeper bodies are refused before a
@@ -112,6 +113,141 @@ pub fn top_level_members(raw: &[u8], key: &str) -> Option<Vec<Range<usize>>> {
             _ => return None,
         }
     }
+}
+
+/// The top-level members of `raw` (a valid JSON object) whose name appears
+/// twice in the top-level object, or under which some nested object repeats a
+/// member name: each such top-level name once, decoded, in order of appearance.
+///
+/// The parser keeps both copies of a repeated member in small objects and only
+/// the last in large ones, so which copy a reader sees would depend on the
+/// object's size; and a gateway that checked one copy would let the other
+/// through. Refusing repeats makes every reader see the same thing. Escaped
+/// names are compared decoded (`"meta\u0064ata"` is `"metadata"`). One pass,
+/// one buffer of member names for the whole body; an object with more than
+/// [`LINEAR_KEYS`] members is checked by sorting its names instead of pairwise.
+pub fn repeated_members(raw: &[u8]) -> Vec<String> {
+    let mut names: Vec<Cow<'_, [u8]>> = Vec::new();
+    let mut found = Vec::new();
+    let mut i = skip_ws(raw, 0);
+    if raw.get(i) != Some(&b'{') {
+        return found;
+    }
+    i = skip_ws(raw, i + 1);
+    if raw.get(i) == Some(&b'}') {
+        return found;
+    }
+    let mut top: Vec<Cow<'_, [u8]>> = Vec::new();
+    loop {
+        let Some(key_end) = skip_string(raw, i) else {
+            return found;
+        };
+        let key = decoded(&raw[i..key_end]);
+        i = skip_ws(raw, key_end);
+        if raw.get(i) != Some(&b':') {
+            return found;
+        }
+        let start = skip_ws(raw, i + 1);
+        let Some((end, nested_repeat)) = scan_value(raw, start, &mut names) else {
+            return found;
+        };
+        let repeated = top.contains(&key);
+        if repeated || nested_repeat {
+            let name = String::from_utf8_lossy(&key).into_owned();
+            if !found.contains(&name) {
+                found.push(name);
+            }
+        }
+        if !repeated {
+            top.push(key);
+        }
+        i = skip_ws(raw, end);
+        match raw.get(i) {
+            Some(b',') => i = skip_ws(raw, i + 1),
+            _ => return found,
+        }
+    }
+}
+
+/// Objects with at most this many members are checked for repeats pairwise as
+/// their names arrive; larger ones by sorting their names once at the end.
+pub const LINEAR_KEYS: usize = 32;
+
+/// Scans the value at `raw[i]`; returns the index past it and whether an
+/// object in it repeats a member name. `names` is scratch space shared by
+/// every object of the body (each uses its own tail of it).
+fn scan_value<'a>(raw: &'a [u8], i: usize, names: &mut Vec<Cow<'a, [u8]>>) -> Option<(usize, bool)> {
+    match raw.get(i)? {
+        b'{' => {
+            let base = names.len();
+            let mut repeat = false;
+            let mut j = skip_ws(raw, i + 1);
+            if raw.get(j) == Some(&b'}') {
+                return Some((j + 1, false));
+            }
+            loop {
+                let key_end = skip_string(raw, j)?;
+                let key = decoded(&raw[j..key_end]);
+                if names.len() - base < LINEAR_KEYS && names[base..].contains(&key) {
+                    repeat = true;
+                }
+                names.push(key);
+                j = skip_ws(raw, key_end);
+                if raw.get(j) != Some(&b':') {
+                    return None;
+                }
+                let (end, inner) = scan_value(raw, skip_ws(raw, j + 1), names)?;
+                repeat |= inner;
+                j = skip_ws(raw, end);
+                match raw.get(j)? {
+                    b',' => j = skip_ws(raw, j + 1),
+                    b'}' => {
+                        let own = &mut names[base..];
+                        if own.len() > LINEAR_KEYS {
+                            own.sort_unstable();
+                            repeat |= own.windows(2).any(|w| w[0] == w[1]);
+                        }
+                        names.truncate(base);
+                        return Some((j + 1, repeat));
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        b'[' => {
+            let mut repeat = false;
+            let mut j = skip_ws(raw, i + 1);
+            if raw.get(j) == Some(&b']') {
+                return Some((j + 1, false));
+            }
+            loop {
+                let (end, inner) = scan_value(raw, j, names)?;
+                repeat |= inner;
+                j = skip_ws(raw, end);
+                match raw.get(j)? {
+                    b',' => j = skip_ws(raw, j + 1),
+                    b']' => return Some((j + 1, repeat)),
+                    _ => return None,
+                }
+            }
+        }
+        _ => skip_value(raw, i).map(|end| (end, false)),
+    }
+}
+
+/// The decoded name of the quoted JSON string `quoted`: borrowed unless it has
+/// escapes (rare), which the parser decodes.
+fn decoded(quoted: &[u8]) -> Cow<'_, [u8]> {
+    let inner = &quoted[1..quoted.len() - 1];
+    if !inner.contains(&b'\\') {
+        return Cow::Borrowed(inner);
+    }
+    let mut copy = quoted.to_vec();
+    let name = match simd_json::to_borrowed_value(&mut copy) {
+        Ok(BorrowedValue::String(s)) => Some(s.as_bytes().to_vec()),
+        _ => None,
+    };
+    name.map_or(Cow::Borrowed(inner), Cow::Owned)
 }
 
 /// Whether the quoted JSON string `quoted` decodes to `key`.

@@ -27,7 +27,7 @@ impl<'a> NewCredential<'a> {
     /// strings borrow from.
     pub fn parse(raw: &'a [u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
         let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
-        let mut errors = Vec::new();
+        let mut errors = repeated(raw);
         let mut body = Members::new(value, &mut errors);
 
         let name = body.string("name", Some(NAME_MAX), &mut errors).map(trim);
@@ -40,13 +40,8 @@ impl<'a> NewCredential<'a> {
         let spans = json::top_level_members(raw, "metadata").unwrap_or_default();
         let metadata = match body.take("metadata") {
             None => None,
+            // Repeated (see `repeated`), or holding a NUL: already reported.
             Some(_) if Members::has_nul_error(&errors, "metadata") => None,
-            // The parser keeps one copy and the raw text has several: refuse, or
-            // one copy could be validated and another stored.
-            Some(_) if spans.len() > 1 => {
-                errors.push(FieldError::new("metadata", message::REPEATED));
-                None
-            }
             Some(BorrowedValue::Object(map)) => {
                 let value = BorrowedValue::Object(map);
                 if depth(&value) > METADATA_MAX_DEPTH {
@@ -116,10 +111,11 @@ pub struct VerifyRequest<'a> {
 }
 
 impl<'a> VerifyRequest<'a> {
-    /// Parses a verification request body in place (see [`NewCredential::parse`]).
-    pub fn parse(scratch: &'a mut [u8]) -> Result<Self, Invalid> {
-        let value = json::parse_object(scratch)?;
-        let mut errors = Vec::new();
+    /// Parses a verification request body in place (see [`NewCredential::parse`]:
+    /// `raw` is the body as received, `scratch` a copy the parser may rewrite).
+    pub fn parse(raw: &[u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
+        let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
+        let mut errors = repeated(raw);
         let mut body = Members::new(value, &mut errors);
         let id = body
             .string("id", None, &mut errors)
@@ -154,6 +150,16 @@ impl<'a> VerifyRequest<'a> {
     pub fn email(&self) -> Option<&str> {
         self.email.as_deref()
     }
+}
+
+/// One error per top-level member that is repeated, or inside which an object
+/// repeats a member (see [`json::repeated_members`]): whichever copy a reader
+/// took, another reader could take the other.
+fn repeated(raw: &[u8]) -> Vec<FieldError> {
+    json::repeated_members(raw)
+        .into_iter()
+        .map(|name| FieldError::new(Cow::Owned(name), message::REPEATED))
+        .collect()
 }
 
 /// The top-level members of a request object, taken out one by one.
@@ -413,6 +419,57 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_member_is_refused_at_any_object_size_and_depth() {
+        // simd-json keeps both copies below 33 members and the last above: both sides.
+        for padding in [0, 1, 28, 29, 30, 31, 32, 33, 40, 100] {
+            let pad: String = (0..padding).map(|i| format!(",\"x{i}\":{i}")).collect();
+            for (field, repeat) in [
+                ("name", r#""name":"Mallory""#),
+                ("email", r#""em\u0061il":"m@b.co""#),
+                ("credentialType", r#""credentialType":"u""#),
+            ] {
+                let body = format!(r#"{{"name":"a","email":"a@b.co","credentialType":"t"{pad},{repeat}}}"#);
+                assert_eq!(
+                    issue(&body).unwrap_err(),
+                    [(field.to_owned(), "must appear only once".to_owned())],
+                    "{field} with {padding} more members"
+                );
+            }
+            // Inside metadata, at any depth and in objects of any size.
+            let inner: String = (0..padding).map(|i| format!("\"k{i}\":{i},")).collect();
+            let body = format!(
+                r#"{{"name":"a","email":"a@b.co","credentialType":"t","metadata":{{"l":[{{{inner}"ssn":1,"ssn":2}}]}}}}"#
+            );
+            assert_eq!(fields(&body), ["metadata"], "nested with {padding} more members");
+        }
+        // The same name in different objects is no repeat.
+        assert!(issue(
+            r#"{"name":"a","email":"a@b.co","credentialType":"t","metadata":{"name":"x","o":{"name":"y"}}}"#
+        )
+        .is_ok());
+        assert_eq!(
+            verify(
+                r#"{"id":"550e8400-e29b-41d4-a716-446655440000","id":"00000000-0000-4000-8000-000000000000"}"#
+            )
+            .unwrap_err(),
+            ["id"]
+        );
+    }
+
+    #[test]
+    fn verification_says_what_issuance_says_of_a_number_too_large() {
+        let raw = br#"{"id":"550e8400-e29b-41d4-a716-446655440000","n":1e999}"#;
+        let mut scratch = raw.to_vec();
+        let Err(Invalid(errors)) = VerifyRequest::parse(raw, &mut scratch) else {
+            panic!("accepted");
+        };
+        assert_eq!(
+            errors[0].message,
+            "request body has a number beyond ±1.7976931348623157e308"
+        );
+    }
+
+    #[test]
     fn metadata_must_be_an_object_of_bounded_depth() {
         let base = r#""name":"a","email":"a@b.co","credentialType":"t""#;
         for bad in ["null", "[]", "\"x\"", "1", "true"] {
@@ -461,7 +518,7 @@ mod tests {
 
     fn verify(body: &str) -> Result<VerifyRequest<'static>, Vec<String>> {
         let scratch: &'static mut [u8] = Box::leak(body.as_bytes().to_vec().into_boxed_slice());
-        VerifyRequest::parse(scratch)
+        VerifyRequest::parse(body.as_bytes(), scratch)
             .map_err(|Invalid(e)| e.into_iter().map(|e| e.field.into_owned()).collect())
     }
 
