@@ -262,6 +262,38 @@ async fn repeated_metadata_is_refused() {
 }
 
 #[tokio::test]
+async fn a_member_repeated_in_a_large_object_is_refused_and_nothing_is_stored() {
+    let app = spawn_app::<Issuance>().await;
+    // Past 32 members simd-json keeps only the last copy: still refused.
+    let pad: String = (0..40).map(|i| format!(",\"x{i}\":{i}")).collect();
+    let body = format!(r#"{{"name":"Alice","email":"a@b.co","credentialType":"t"{pad},"name":"Mallory"}}"#);
+    let res = app.post_raw(PATH, Some("application/json"), body).await;
+    assert_eq!(res.status, 400);
+    assert_eq!(
+        res.json()["errors"],
+        json!([{ "field": "name", "message": "must appear only once" }])
+    );
+    assert_eq!(app.db.count_credentials().await, 0);
+}
+
+#[tokio::test]
+async fn invisible_or_combining_variants_of_a_name_are_not_a_second_person() {
+    let app = spawn_app::<Issuance>().await;
+    let with = |name: &str| json!({ "name": name, "email": "jose@example.com", "credentialType": "Degree" });
+    assert_eq!(app.post_json(PATH, &with("José")).await.status, 201);
+    // e + COMBINING ACUTE ACCENT is the same person.
+    let combining = app.post_json(PATH, &with("Jose\u{301}")).await;
+    assert_eq!(combining.status, 409);
+    // A zero-width space, a bell, an ANSI escape, a right-to-left override: refused.
+    for name in ["Jos\u{200B}é", "José\u{7}", "\u{1b}[31mJosé", "Jos\u{202E}é"] {
+        let res = app.post_json(PATH, &with(name)).await;
+        assert_eq!(res.status, 400, "{name:?}");
+        assert_eq!(res.json()["errors"][0]["field"], "name");
+    }
+    assert_eq!(app.db.count_credentials().await, 1);
+}
+
+#[tokio::test]
 async fn unicode_round_trips_exactly() {
     let app = spawn_app::<Issuance>().await;
     let name = format!("Zoë 李小龍 🦀{}", "é".repeat(200));
@@ -279,7 +311,15 @@ async fn unicode_round_trips_exactly() {
     assert_eq!(c["email"], "zoë@exämple.de");
     assert_eq!(c["credentialType"], kind);
     assert_eq!(c["metadata"], meta);
-    let longest = json!({ "name": "🦀".repeat(255), "email": format!("{}@x.io", "é".repeat(250)), "credentialType": "✓".repeat(100) });
+    // 255 characters: a local part of 64 bytes (RFC 5321's limit) and a long domain.
+    let email = format!(
+        "{}@{}{}.io",
+        "é".repeat(32),
+        format!("{}.", "b".repeat(62)).repeat(3),
+        "b".repeat(30)
+    );
+    assert_eq!(email.chars().count(), 255);
+    let longest = json!({ "name": "🦀".repeat(255), "email": email, "credentialType": "✓".repeat(100) });
     assert_eq!(app.post_json(PATH, &longest).await.status, 201);
 }
 

@@ -2,11 +2,14 @@
 //!
 //! - [`request`]: what a client may send, read from its JSON body and normalised
 //!   ([`NewCredential`], [`VerifyRequest`]); holding one means the rules were applied;
+//! - [`identity`]: how names, credential types and emails are prepared (PRECIS),
+//!   so that invisible or combining variants of one identity are one;
 //! - [`rules`]: the validation rules of the HTTP contract, their limits and
 //!   their messages, one error per offending field ([`FieldError`], [`Invalid`]);
 //! - [`credential`]: a stored credential as both services return it ([`Credential`]).
 
 pub mod credential;
+pub mod identity;
 pub mod request;
 pub mod rules;
 

@@ -3,7 +3,7 @@
 //! checked against live in [`super::rules`].
 
 use super::rules::{
-    canonical_uuid, contains_nul, depth, email, message, numeric_fits, trim, FieldError, Invalid,
+    canonical_uuid, contains_nul, depth, email, identity, message, numeric_fits, trim, FieldError, Invalid,
     CREDENTIAL_TYPE_MAX, METADATA_MAX_DEPTH, NAME_MAX,
 };
 use crate::json;
@@ -30,13 +30,15 @@ impl<'a> NewCredential<'a> {
         let mut errors = repeated(raw);
         let mut body = Members::new(value, &mut errors);
 
-        let name = body.string("name", Some(NAME_MAX), &mut errors).map(trim);
+        let name = body
+            .string("name", Some(NAME_MAX), &mut errors)
+            .and_then(|n| identity("name", trim(n), NAME_MAX, &mut errors));
         let email = body
             .string("email", None, &mut errors)
             .and_then(|e| email(e, &mut errors));
         let credential_type = body
             .string("credentialType", Some(CREDENTIAL_TYPE_MAX), &mut errors)
-            .map(trim);
+            .and_then(|t| identity("credentialType", trim(t), CREDENTIAL_TYPE_MAX, &mut errors));
         let spans = json::top_level_members(raw, "metadata").unwrap_or_default();
         let metadata = match body.take("metadata") {
             None => None,
@@ -128,7 +130,7 @@ impl<'a> VerifyRequest<'a> {
             });
         let name = body
             .optional_string("name", Some(NAME_MAX), &mut errors)
-            .map(trim);
+            .and_then(|n| identity("name", trim(n), NAME_MAX, &mut errors));
         let email = body
             .optional_string("email", None, &mut errors)
             .and_then(|e| email(e, &mut errors));
@@ -454,6 +456,76 @@ mod tests {
             .unwrap_err(),
             ["id"]
         );
+    }
+
+    #[test]
+    fn identities_are_prepared_so_invisible_or_combining_variants_are_one_person() {
+        let named = |name: &str| {
+            issue(&format!(
+                r#"{{"name":{},"email":"a@b.co","credentialType":"t"}}"#,
+                serde_json_str(name)
+            ))
+        };
+        // Names in any script, accents and emoji keep working, and come back as sent.
+        for name in [
+            "Zoë Ólafsdóttir",
+            "李小龙",
+            "محمد بن سلمان",
+            "Ada 🎓",
+            "O'Brien-Smith",
+            // Persian: a ZWNJ between joining letters; Hindi: a ZWJ after a virama.
+            "\u{646}\u{627}\u{645}\u{647}\u{200C}\u{627}\u{6CC}",
+            "\u{915}\u{94D}\u{200D}\u{937}",
+        ] {
+            assert_eq!(named(name).map(|p| p.0), Ok(name.to_owned()), "{name:?}");
+        }
+        // A combining accent is the precomposed letter; spaces of any kind are one space.
+        assert_eq!(named("Jose\u{301}").unwrap().0, "José");
+        assert_eq!(named("John\u{a0}\u{a0}Doe").unwrap().0, "John Doe");
+        assert_eq!(named("John  Doe").unwrap().0, "John Doe");
+        // Invisible, control and direction-changing code points are refused.
+        for (name, cp) in [
+            ("Jo\u{200B}hn", "U+200B"),
+            ("John\u{7}", "U+0007"),
+            ("\u{1b}[31mJohn", "U+001B"),
+            ("John\u{202E}eoD", "U+202E"),
+            ("Jo\u{feff}hn", "U+FEFF"),
+            ("J\u{200D}ohn", "U+200D"),
+        ] {
+            let errors = named(name).unwrap_err();
+            assert_eq!(errors.len(), 1, "{name:?}");
+            assert_eq!(errors[0].0, "name");
+            assert!(errors[0].1.contains(cp), "{name:?}: {}", errors[0].1);
+        }
+        // The credential type too; metadata stays free-form.
+        assert_eq!(
+            fields(
+                r#"{"name":"a","email":"a@b.co","credentialType":"De\u200bgree","metadata":{"x":"\u200b\u202e"}}"#
+            ),
+            ["credentialType"]
+        );
+        // Emails hold what an address can.
+        assert_eq!(
+            fields(r#"{"name":"a","email":"<script>x</script>@x.co","credentialType":"t"}"#),
+            ["email"]
+        );
+        assert_eq!(
+            fields(r#"{"name":"a","email":"a\u200b@x.co","credentialType":"t"}"#),
+            ["email"]
+        );
+        // Verification prepares a name the same way, so it matches what was stored.
+        let v = verify(r#"{"id":"550e8400-e29b-41d4-a716-446655440000","name":"Jose\u0301"}"#).unwrap();
+        assert_eq!(v.name(), Some("José"));
+        assert_eq!(
+            verify(r#"{"id":"550e8400-e29b-41d4-a716-446655440000","name":"Jo\u200bse"}"#).unwrap_err(),
+            ["name"]
+        );
+    }
+
+    fn serde_json_str(s: &str) -> String {
+        let mut out = Vec::new();
+        crate::json::write_str(&mut out, s);
+        String::from_utf8(out).unwrap()
     }
 
     #[test]

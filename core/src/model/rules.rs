@@ -46,6 +46,14 @@ pub(super) mod message {
     pub const REPEATED: &str = "must appear only once";
     pub const NUL: &str = "must not contain the NUL character (\\u0000)";
 
+    /// A code point PRECIS refuses in an identity.
+    pub fn code_point(c: u32) -> Cow<'static, str> {
+        format!(
+            "must not contain U+{c:04X}: control characters, invisible characters (such as a zero-width space) and direction overrides are refused"
+        )
+        .into()
+    }
+
     /// Longer than `max` characters.
     pub fn too_long(max: usize) -> Cow<'static, str> {
         format!("must be at most {max} characters").into()
@@ -85,13 +93,46 @@ pub(super) fn trim(s: Cow<'_, str>) -> Cow<'_, str> {
     }
 }
 
-/// Normalises (trim, lower-case) and checks an email address.
+/// A name or credential type, trimmed, prepared as an identity (see
+/// [`super::identity`]) and checked against `max` characters again (NFKC may
+/// change its length).
+pub(super) fn identity<'a>(
+    field: &'static str,
+    trimmed: Cow<'a, str>,
+    max: usize,
+    errors: &mut Vec<FieldError>,
+) -> Option<Cow<'a, str>> {
+    match super::identity::nickname(trimmed) {
+        Ok(prepared) if prepared.is_empty() => {
+            errors.push(FieldError::new(field, message::EMPTY));
+            None
+        }
+        Ok(prepared) if prepared.chars().count() > max => {
+            errors.push(FieldError::new(field, message::too_long(max)));
+            None
+        }
+        Ok(prepared) => Some(prepared),
+        Err(refused) => {
+            errors.push(FieldError::new(field, message::code_point(refused.0 as u32)));
+            None
+        }
+    }
+}
+
+/// Normalises (trim, lower-case, NFC) and checks an email address.
 pub(super) fn email<'a>(raw: Cow<'a, str>, errors: &mut Vec<FieldError>) -> Option<Cow<'a, str>> {
     let trimmed = trim(raw);
-    let normal = if trimmed.chars().any(char::is_uppercase) {
+    let lower = if trimmed.chars().any(char::is_uppercase) {
         Cow::Owned(trimmed.to_lowercase())
     } else {
         trimmed
+    };
+    let normal = match super::identity::email(lower) {
+        Ok(normal) => normal,
+        Err(refused) => {
+            errors.push(FieldError::new("email", message::code_point(refused.0 as u32)));
+            return None;
+        }
     };
     if normal.is_empty() {
         errors.push(FieldError::new("email", message::EMPTY));
@@ -108,19 +149,32 @@ pub(super) fn email<'a>(raw: Cow<'a, str>, errors: &mut Vec<FieldError>) -> Opti
     Some(normal)
 }
 
-/// One `@`, a non-empty local part, a domain with at least one dot and no empty
-/// labels, and no white space anywhere.
+/// What an address can hold (RFC 5321, with RFC 6531's UTF-8): one `@`; a
+/// local part of at most 64 bytes, dot-separated non-empty atoms of letters,
+/// digits, ``!#$%&'*+-/=?^_`{|}~`` or non-ASCII characters (no quoted local
+/// parts, so no spaces, `<`, `>`, `"`, `(`, `)`, `,`, `;`, `:`, `[`, `]` or `\`);
+/// a domain of at most 253 bytes, with at least two labels, each 1–63 bytes of
+/// letters, digits, hyphens (not first or last) or non-ASCII characters.
 fn is_email(s: &str) -> bool {
-    if s.chars().any(char::is_whitespace) {
-        return false;
-    }
     let mut parts = s.split('@');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(local), Some(domain), None) => {
-            !local.is_empty() && domain.contains('.') && domain.split('.').all(|label| !label.is_empty())
-        }
-        _ => false,
-    }
+    let (Some(local), Some(domain), None) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii();
+    let local_ok = (1..=64).contains(&local.len())
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(atext));
+    let label_ok = |label: &str| {
+        (1..=63).contains(&label.len())
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || !c.is_ascii())
+    };
+    let domain_ok = domain.len() <= 253 && domain.split('.').count() >= 2 && domain.split('.').all(label_ok);
+    local_ok && domain_ok && !s.chars().any(char::is_whitespace)
 }
 
 /// Accepts only the canonical 8-4-4-4-12 form (any case), unlike
@@ -217,7 +271,14 @@ mod tests {
 
     #[test]
     fn email_rules() {
-        for good in ["a@b.co", "first.last+tag@sub.example.org", "ü@ä.de"] {
+        for good in [
+            "a@b.co",
+            "first.last+tag@sub.example.org",
+            "ü@ä.de",
+            "o'brien@example.ie",
+            "用户@例子.广告",
+            "a-b@x-y.example",
+        ] {
             assert!(is_email(good), "{good}");
         }
         for bad in [
@@ -232,6 +293,22 @@ mod tests {
             "a@b.co.",
             "a b@c.co",
             "a@b.c\u{a0}o",
+            "<script>alert(1)</script>@x.co",
+            "a\"b@x.co",
+            "a(b)@x.co",
+            "a,b@x.co",
+            "a;b@x.co",
+            "a:b@x.co",
+            "a\\b@x.co",
+            ".a@x.co",
+            "a.@x.co",
+            "a..b@x.co",
+            "a@-x.co",
+            "a@x-.co",
+            "a@[127.0.0.1]",
+            "a@x_y.co",
+            &format!("{}@x.co", "a".repeat(65)),
+            &format!("a@{}.co", "b".repeat(64)),
         ] {
             assert!(!is_email(bad), "{bad}");
         }
