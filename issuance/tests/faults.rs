@@ -300,6 +300,27 @@ async fn at_max_connections_a_new_one_waits_until_an_idle_one_is_reclaimed() {
 
 /// Opens a connection past the task's cap and sends a request on it; checks it
 /// is held (in the kernel's backlog, or waiting for a slot), not answered.
+#[tokio::test]
+async fn at_max_connections_slow_heads_are_reclaimed_too() {
+    // Twenty connections that each sent one byte of a head and stopped: a
+    // slowloris. A fresh request must not wait for their header timeout (10 s).
+    let app = kc_testing::start::<Issuance>(TestDb::new().await, &[("MAX_CONNECTIONS", "20")]).await;
+    let mut slow = Vec::new();
+    for _ in 0..20 {
+        let mut c = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        c.write_all(b"G").await.unwrap();
+        slow.push(c);
+    }
+    tokio::time::sleep(RECLAIM_AFTER + Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut fresh = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(1), exchange(&mut fresh, LIVE))
+        .await
+        .expect("a fresh request waited more than 1 s behind slow heads");
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
+
 async fn past_the_cap(app: &TestApp) -> tokio::net::TcpStream {
     let mut waiting = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     waiting.write_all(LIVE.as_bytes()).await.unwrap();

@@ -450,3 +450,55 @@ async fn an_oversized_body_is_read_before_its_413_so_the_connection_survives() {
     let second = read_response(&mut stream).await;
     assert!(second.starts_with("HTTP/1.1 200"), "{second}");
 }
+
+/// Writes `head` on a fresh connection and reads until the task closes it or
+/// 2 s pass; the status line it got, if any.
+async fn malformed(app: &TestApp, head: &[u8]) -> String {
+    let mut c = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _ = c.write_all(head).await;
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(2), c.read_to_end(&mut got)).await;
+    String::from_utf8_lossy(&got)
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn malformed_heads_are_refused_counted_by_reason_and_the_task_keeps_serving() {
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("AUTH_MODE", "off")]).await;
+    let many_headers: String = (0..1000).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (b"POST /issuance/credentials HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello".to_vec(), "400"),
+        (b"POST /issuance/credentials HTTP/1.1\r\nHost: t\r\nContent-Length: -1\r\n\r\n".to_vec(), "400"),
+        (b"POST /issuance/credentials HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n\r\n".to_vec(), "400"),
+        (b"GET /health HTTP/1.1\r\nHost: t\r\nX-A: 1\r\n folded\r\n\r\n".to_vec(), "400"),
+        (b"GET /health HTTP/1.1\r\nHost: t\r\nBad Name: 1\r\n\r\n".to_vec(), "400"),
+        (format!("GET /health HTTP/1.1\r\nHost: t\r\n{many_headers}\r\n").into_bytes(), "431"),
+        (format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20)).into_bytes(), "431"),
+        // Past the 64 KiB head limit before the URI's own (414 is for a shorter, still too long URI).
+        (format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "u".repeat(100 * 1024)).into_bytes(), "431"),
+    ];
+    for (head, status) in &cases {
+        let line = malformed(&app, head).await;
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {status}")),
+            "{status}: got {line:?}"
+        );
+    }
+    let m = app.metrics().await;
+    let total: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("http_server_rejected_requests_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert_eq!(total, cases.len() as f64, "{m}");
+    assert!(
+        m.contains(r#"http_server_rejected_requests_total{reason="too_large"} 3"#),
+        "{m}"
+    );
+    // Still serving.
+    assert_eq!(app.get("/health/live").await.status, 200);
+    assert_eq!(app.db.count_credentials().await, 0);
+}

@@ -83,7 +83,11 @@ pub async fn serve<E: Endpoint>(
     };
     let (drained, stop_metrics) = tokio::sync::watch::channel(false);
     let api = async {
-        http::serve_connections(listener, timeouts, handler, on_shutdown).await;
+        let rejected = {
+            let metrics = shared.metrics.clone();
+            move |reason| metrics.rejected(reason)
+        };
+        http::serve_connections(listener, timeouts, handler, rejected, on_shutdown).await;
         drained.send_replace(true);
     };
     let scrape = async {
@@ -132,7 +136,7 @@ async fn serve_metrics(listener: TcpListener, metrics: Arc<Metrics>, mut stop: w
     let stopped = async move {
         let _ = stop.wait_for(|stop| *stop).await;
     };
-    http::serve_connections(listener, timeouts, handler, stopped).await;
+    http::serve_connections(listener, timeouts, handler, |_| {}, stopped).await;
 }
 
 /// Applies migrations, retrying while the database is unreachable: a task

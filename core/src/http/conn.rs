@@ -41,8 +41,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
-/// At the connection cap, connections idle this long are closed to make room.
+/// At the connection cap, connections idle this long, or this long into sending
+/// a request head, are closed to make room.
 pub(crate) const RECLAIM_IDLE: Duration = Duration::from_secs(1);
+
+/// Longest request head (request line and headers) a connection may send: the
+/// ALB's own limit. A longer one gets hyper's 431 (414 for the URI alone), and
+/// no connection buffers more than this (plus a read's worth) while its head is
+/// unfinished: 1,024 connections × 72 KiB stay well within a 512 MB task.
+pub const HEAD_MAX_BYTES: usize = 64 * 1024;
 /// How often the loop asks again while it stays at the cap.
 const RECLAIM_EVERY: Duration = Duration::from_millis(250);
 
@@ -143,8 +150,10 @@ async fn watchdog(activity: Arc<Activity>, t: Timeouts, pressure: Arc<Pressure>)
             () = tokio::time::sleep_until(deadline) => {}
             () = activity.changed.notified() => continue,
             () = pressure.reclaim.notified() => {
-                if phase == Phase::Idle && since.elapsed() >= RECLAIM_IDLE && activity.get() == (phase, since) {
-                    log::debug!(target: "http", "closing an idle connection: at the connection cap");
+                // A head that has taken a second is a slow client's, not a busy one's:
+                // it may not hold a slot that a new connection is waiting for.
+                if phase != Phase::Busy && since.elapsed() >= RECLAIM_IDLE && activity.get() == (phase, since) {
+                    log::debug!(target: "http", phase:? = phase; "closing a connection to make room: at the connection cap");
                     return;
                 }
                 continue;
@@ -200,22 +209,56 @@ impl AsyncWrite for Watched {
     }
 }
 
+/// Why hyper refused a request head it could not parse (and answered 400, 414
+/// or 431 itself, with an empty body): a bounded set of reasons for the
+/// metrics, or None for an error that is not the head's (the client left).
+pub fn framing_error(e: &hyper::Error) -> Option<&'static str> {
+    if e.is_parse_too_large() {
+        return Some("too_large");
+    }
+    if e.is_parse_version_h2() {
+        return Some("http2_preface");
+    }
+    if !e.is_parse() && !e.is_user() {
+        return None;
+    }
+    // hyper tells the kinds apart only in its message.
+    let text = e.to_string();
+    Some(
+        [
+            ("header", "header"),
+            ("content-length", "content_length"),
+            ("transfer-encoding", "transfer_encoding"),
+            ("uri", "uri"),
+            ("version", "version"),
+            ("method", "method"),
+        ]
+        .iter()
+        .find(|(needle, _)| text.to_ascii_lowercase().contains(needle))
+        .map_or("malformed", |(_, label)| label),
+    )
+}
+
 /// Accepts connections on `listener` and serves each with `handle` (given the
 /// request and the connection's peer address) until
 /// `shutdown` resolves; then stops accepting, lets in-flight requests finish
 /// (at most `t.grace`), and returns.
-pub(crate) async fn serve_connections<H, F>(
+pub(crate) async fn serve_connections<H, F, R>(
     listener: TcpListener,
     t: Timeouts,
     handle: H,
+    rejected: R,
     shutdown: impl Future<Output = ()>,
 ) where
     H: Fn(Request<Incoming>, std::net::SocketAddr) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<http_body_util::Full<bytes::Bytes>>> + Send + 'static,
+    R: Fn(&'static str) + Clone + Send + Sync + 'static,
 {
     let graceful = GracefulShutdown::new();
     let mut http = http1::Builder::new();
-    http.keep_alive(true);
+    http.keep_alive(true)
+        .max_header_size(HEAD_MAX_BYTES)
+        .max_buf_size(HEAD_MAX_BYTES + 8 * 1024);
     let slots = Arc::new(Semaphore::new(t.max_connections));
     let pressure = Arc::new(Pressure::default());
     tokio::pin!(shutdown);
@@ -289,10 +332,17 @@ pub(crate) async fn serve_connections<H, F>(
         });
         let conn = graceful.watch(http.serve_connection(io, service));
         let pressure = pressure.clone();
+        let rejected = rejected.clone();
         tokio::spawn(async move {
             tokio::select! {
                 result = conn => if let Err(e) = result {
-                    log::debug!(target: "http", error:% = e; "connection ended with an error");
+                    match framing_error(&e) {
+                        Some(reason) => {
+                            rejected(reason);
+                            log::info!(target: "http", peer:% = peer, reason, error:% = e; "malformed request head refused");
+                        }
+                        None => log::debug!(target: "http", error:% = e; "connection ended with an error"),
+                    }
                 },
                 () = watchdog(activity, t, pressure) => {}
             }

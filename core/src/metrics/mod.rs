@@ -84,6 +84,14 @@ pub struct RefusedLabels {
     pub http_response_status_code: u16,
 }
 
+/// The labels of a malformed request head.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectedLabels {
+    /// `too_large`, `header`, `content_length`, `transfer_encoding`, `uri`, `version`,
+    /// `method`, `http2_preface` or `malformed`.
+    pub reason: &'static str,
+}
+
 /// Every metric of one task.
 #[derive(Debug)]
 pub struct Metrics {
@@ -94,6 +102,8 @@ pub struct Metrics {
     pub active: Gauge,
     /// Requests refused by access control (401, 403) or rate limits (429), by client.
     pub refused: Family<RefusedLabels, Counter>,
+    /// Request heads hyper refused before the pipeline saw them, by reason.
+    pub rejected: Family<RejectedLabels, Counter>,
     /// The database layer's metrics, shared with the pool and the coalescers.
     pub db: Arc<DbMetrics>,
 }
@@ -124,6 +134,12 @@ impl Metrics {
             "Business requests refused by access control (401, 403) or a rate limit (429), by client",
             refused.clone(),
         );
+        let rejected = Family::<RejectedLabels, Counter>::default();
+        registry.register(
+            "http_server_rejected_requests",
+            "Request heads refused as malformed before routing (hyper's own 400, 414 or 431), by reason",
+            rejected.clone(),
+        );
         let db = Arc::new(DbMetrics::default());
         db.register(&mut registry);
         registry.register_collector(Box::new(process::Process::new()));
@@ -132,8 +148,14 @@ impl Metrics {
             requests,
             active,
             refused,
+            rejected,
             db,
         }
+    }
+
+    /// Counts a request head refused as malformed, for `reason`.
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.get_or_create(&RejectedLabels { reason }).inc();
     }
 
     /// Counts a request refused with `status` for the client labelled `client`.
