@@ -1,31 +1,36 @@
 //! Route + handle one request end to end in-process (no sockets) against the
 //! real PostgreSQL (TEST_DATABASE_URL, else DATABASE_URL, else the local server),
-//! in a schema of its own.
+//! in a schema of its own, as a client with an issuer's key (one of the
+//! benches' 100 clients).
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion};
 use http_body_util::Full;
 use hyper::Request;
 use issuance::Issuance;
+use kc_benches::{bearer, scratch_db, CLIENTS};
 use kc_core::{App, Config, Endpoint};
-use kc_testing::TestDb;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use verification::Verification;
 
-fn app<E: Endpoint>(db: &TestDb) -> App<E> {
+fn app<E: Endpoint>(db: &kc_testing::TestDb) -> App<E> {
     let env: HashMap<&str, String> = HashMap::from([
         ("DATABASE_URL", db.url()),
         ("WORKER_ID", "bench".to_owned()),
         ("DB_SSLMODE", "disable".to_owned()),
         ("LOG_LEVEL", "off".to_owned()),
+        // Criterion sends far more than the default 1,000 a second.
+        ("CLIENT_RATE_LIMIT", "10000000".to_owned()),
     ]);
     App::new(Config::from_lookup(|k| env.get(k).cloned()).expect("bench configuration"))
 }
 
 fn post(path: &str, body: String) -> Request<Full<Bytes>> {
+    static KEY: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| bearer(CLIENTS / 2));
     Request::post(path)
         .header("content-type", "application/json")
+        .header("authorization", KEY.as_str())
         .body(Full::new(Bytes::from(body)))
         .expect("request")
 }
@@ -36,13 +41,12 @@ fn endpoint(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let (db, issuer, verifier, id) = rt.block_on(async {
-        let db = TestDb::new().await;
-        let mut client = db.client().await;
-        kc_core::migrate::run(&mut client)
-            .await
-            .expect("migrate the bench schema");
+        let (db, client) = scratch_db().await;
         let issuer = app::<Issuance>(&db);
         let verifier = app::<Verification>(&db);
+        for loaded in [issuer.load_clients().await, verifier.load_clients().await] {
+            loaded.expect("the benches' clients load");
+        }
         let res = issuer
             .handle(post(
                 "/issuance/credentials",

@@ -6,24 +6,32 @@
 //! - parsing and validating both request bodies;
 //! - writing the 201 and the 200 bodies;
 //! - building a batch's statement parameters (128 requests, the default batch);
+//! - the key check alone (`Gate::admit`): a valid key among 100 clients (a
+//!   SHA-256, a map lookup, a constant-time comparison, a GCRA step), no key
+//!   on a route that serves anonymous callers (the per-address limiter), and
+//!   `AUTH_MODE=off`;
 //! - a request routed and handled in-process by the whole pipeline (the common
-//!   headers, metrics, the access line): `GET /health/live`, and a POST that is
-//!   refused at validation. Both stop short of the database, whose round trip
+//!   headers, metrics, the access line): `GET /health/live`, and a POST with an
+//!   invalid body: without a key (401 at the gate), with an issuer's key (400
+//!   at validation) and with `AUTH_MODE=off` (400, what every request cost
+//!   before access control). All stop short of the database, whose round trip
 //!   would not be deterministic; the database side is PostgreSQL's own limit in
-//!   `load/limit.sh`. The future is polled once with a no-op waker, so no
-//!   runtime runs in the measured region.
+//!   `load/limit.sh`. The keyed pipeline loads its clients from a scratch schema
+//!   while it is set up (so the gate needs PostgreSQL, as `scripts/test.sh`
+//!   provides), then never asks it. The future is polled once with a no-op
+//!   waker, so no runtime runs in the measured region.
 
 use bytes::Bytes;
 use gungraun::{library_benchmark, library_benchmark_group, main};
 use http_body_util::Full;
+use hyper::header::HeaderMap;
 use hyper::Request;
 use issuance::{Issuance, IssueParams, Pending};
-use kc_benches::{credential, ctx, ISSUE, VERIFY};
+use kc_benches::{bearer, credential, ctx, gate, invalid_issuance, Pipeline, CLIENTS, ISSUE, VERIFY};
+use kc_core::auth::Gate;
 use kc_core::model::{NewCredential, VerifyRequest};
-use kc_core::{App, Config};
-use std::future::Future;
 use std::hint::black_box;
-use std::task::{Context, Poll, Waker};
+use std::net::SocketAddr;
 
 #[library_benchmark]
 #[bench::issuance(ISSUE)]
@@ -91,51 +99,59 @@ fn batch_params(items: Vec<Pending>) -> usize {
     black_box(params.ids.len() + params.metadata.len())
 }
 
-/// An issuance pipeline (its database unreachable: the measured requests
-/// never ask it), and the runtime it was built in, never driven.
-struct Pipeline {
-    app: App<Issuance>,
-    _runtime: tokio::runtime::Runtime,
+/// A gate over the benches' 100 clients, a request's headers, and whether the
+/// route serves anonymous callers. It has admitted the same request once: an
+/// address's first request adds it to the anonymous limiter's map.
+struct Admission {
+    gate: Gate,
+    headers: HeaderMap,
+    anonymous: bool,
 }
 
-fn pipeline() -> Pipeline {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let _entered = runtime.enter();
-    let env = [
-        ("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none"),
-        ("WORKER_ID", "bench"),
-        ("DB_SSLMODE", "disable"),
-    ];
-    let config = Config::from_lookup(|k| {
-        env.iter()
-            .find(|(key, _)| *key == k)
-            .map(|(_, v)| (*v).to_owned())
-    })
-    .expect("bench configuration");
-    Pipeline {
-        app: App::new(config),
-        _runtime: runtime,
+const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 1, 7)), 40000);
+
+fn admission(vars: &[(&str, &str)], authorization: Option<String>, anonymous: bool) -> Admission {
+    let (gate, headers) = gate(vars, authorization.as_deref());
+    let _ = gate.admit(&headers, PEER, anonymous);
+    Admission {
+        gate,
+        headers,
+        anonymous,
     }
 }
 
-/// Handles `req`, which must complete without waiting.
-fn handle(p: &Pipeline, req: Request<Full<Bytes>>) -> u16 {
-    let _entered = p._runtime.enter();
-    let mut response = std::pin::pin!(p.app.handle(req));
-    match response.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-        Poll::Ready(r) => r.status().as_u16(),
-        Poll::Pending => 0,
-    }
+/// An issuer's key, the middle one of the 100.
+fn keyed() -> Admission {
+    admission(&[], Some(bearer(CLIENTS / 2)), false)
+}
+
+/// No key, on a route that serves anonymous callers (verification).
+fn anonymous() -> Admission {
+    admission(&[], None, true)
+}
+
+/// `AUTH_MODE=off`.
+fn open() -> Admission {
+    admission(&[("AUTH_MODE", "off")], None, false)
+}
+
+#[library_benchmark]
+#[bench::key_of_100(setup = keyed)]
+#[bench::anonymous(setup = anonymous)]
+#[bench::open(setup = open)]
+fn gate_admit(a: Admission) -> bool {
+    let admitted = black_box(a.gate.admit(black_box(&a.headers), PEER, a.anonymous)).is_ok();
+    std::mem::forget(a);
+    admitted
 }
 
 /// A pipeline that has already handled one request like the measured one:
 /// the first of its kind pays one-off costs (its metrics series is created).
-fn warmed(request: fn() -> Request<Full<Bytes>>) -> (Pipeline, Request<Full<Bytes>>) {
-    let p = pipeline();
-    handle(&p, request());
+fn warmed(
+    p: Pipeline<Issuance>,
+    request: impl Fn() -> Request<Full<Bytes>>,
+) -> (Pipeline<Issuance>, Request<Full<Bytes>>) {
+    p.handle(request());
     (p, request())
 }
 
@@ -145,28 +161,33 @@ fn live() -> Request<Full<Bytes>> {
         .expect("request")
 }
 
-fn invalid() -> Request<Full<Bytes>> {
-    let body = r#"{"name":"","email":"not-an-email","credentialType":"Developer Certificate"}"#;
-    Request::post("/issuance/credentials")
-        .header("content-type", "application/json")
-        .header("x-amzn-trace-id", "Root=1-5759e988-bd862e3fe1be46a994272793")
-        .body(Full::new(Bytes::from_static(body.as_bytes())))
-        .expect("request")
+fn with_live() -> (Pipeline<Issuance>, Request<Full<Bytes>>) {
+    warmed(Pipeline::new(&[]), live)
 }
 
-fn with_live() -> (Pipeline, Request<Full<Bytes>>) {
-    warmed(live)
+/// No key where issuance needs one: 401 at the gate.
+fn without_key() -> (Pipeline<Issuance>, Request<Full<Bytes>>) {
+    warmed(Pipeline::new(&[]), || invalid_issuance(None))
 }
 
-fn with_invalid() -> (Pipeline, Request<Full<Bytes>>) {
-    warmed(invalid)
+/// An issuer's key: admitted, then 400 at validation.
+fn with_key() -> (Pipeline<Issuance>, Request<Full<Bytes>>) {
+    let key = bearer(CLIENTS / 2);
+    warmed(Pipeline::with_clients(&[]), || invalid_issuance(Some(&key)))
+}
+
+/// `AUTH_MODE=off`: 400 at validation, with no key checked.
+fn open_pipeline() -> (Pipeline<Issuance>, Request<Full<Bytes>>) {
+    warmed(Pipeline::new(&[("AUTH_MODE", "off")]), || invalid_issuance(None))
 }
 
 #[library_benchmark]
 #[bench::live(setup = with_live)]
-#[bench::refused_400(setup = with_invalid)]
-fn pipeline_request((p, req): (Pipeline, Request<Full<Bytes>>)) -> u16 {
-    let status = black_box(handle(&p, req));
+#[bench::refused_401(setup = without_key)]
+#[bench::refused_400_key(setup = with_key)]
+#[bench::refused_400_open(setup = open_pipeline)]
+fn pipeline_request((p, req): (Pipeline<Issuance>, Request<Full<Bytes>>)) -> u16 {
+    let status = black_box(p.handle(req));
     // Tearing the pipeline and its runtime down is not what is measured.
     std::mem::forget(p);
     status
@@ -174,7 +195,7 @@ fn pipeline_request((p, req): (Pipeline, Request<Full<Bytes>>)) -> u16 {
 
 library_benchmark_group!(
     name = cpu_paths;
-    benchmarks = parse_issuance, parse_verification, write_201, write_200, batch_params, pipeline_request
+    benchmarks = parse_issuance, parse_verification, write_201, write_200, batch_params, gate_admit, pipeline_request
 );
 
 main!(library_benchmark_groups = cpu_paths);
