@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
         include_str!("../../sql/002_statement_deadline.sql"),
     ),
     ("003_api_clients", include_str!("../../sql/003_api_clients.sql")),
+    ("004_roles", include_str!("../../sql/004_roles.sql")),
 ];
 
 /// First key of the advisory lock (an arbitrary constant: "kc" + "migr").

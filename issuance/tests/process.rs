@@ -224,7 +224,8 @@ async fn migrate_applies_the_schema_once_and_exits() {
         [
             "001_create_credentials_table",
             "002_statement_deadline",
-            "003_api_clients"
+            "003_api_clients",
+            "004_roles"
         ]
     );
     let kind: String = client
