@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Stops a twin started with `scripts/up.sh --detach`: the listener and target
 # groups (nginx), every task (each finishes its in-flight requests first),
-# Prometheus when it runs, the tasks' cgroups, and the private PostgreSQL if
+# Prometheus when it runs, the tasks' cgroups; then revokes the API clients
+# up.sh made (and removes their keys file) and stops the private PostgreSQL if
 # up.sh started one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,11 +11,12 @@ source scripts/lib/postgres.sh
 # shellcheck source=scripts/lib/twin.sh
 source scripts/lib/twin.sh
 
-if [ ! -f "$TWIN_PIDS" ] && [ ! -f "$TWIN_PG" ]; then
+if [ ! -f "$TWIN_PIDS" ] && [ ! -f "$TWIN_PG" ] && [ ! -f "$TWIN_KEYS" ]; then
     twin_say "no twin is running"
     exit 0
 fi
 twin_stop_processes
+twin_revoke_keys
 if [ -f "$TWIN_PG" ]; then
     mapfile -t state <"$TWIN_PG"
     KC_PG_DIR=${state[0]}

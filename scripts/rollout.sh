@@ -4,7 +4,9 @@
 #   scripts/rollout.sh [issuance|verification|all] [--no-build] [--in-place]
 #
 # For each task: start the replacement on a new port (with the twin's
-# environment and task size), wait until its /health answers 200, register it
+# environment and task size, access control included: AUTH_MODE and
+# TRUSTED_PROXY_HOPS), wait until its /health answers 200 and it has loaded the
+# API clients, register it
 # (target groups re-rendered, their nginx reloaded), deregister the old task the
 # same way, wait DRAIN_SECONDS (the target group's deregistration delay), then
 # SIGTERM the old task and SIGKILL it if it has not exited after STOP_TIMEOUT
@@ -66,6 +68,9 @@ fi
 # definition); TASK_CPU/TASK_MEMORY_MB set here win over the twin's.
 # shellcheck disable=SC1090
 source "$TWIN_ENV"
+# With keys on (task.env's AUTH_MODE), a replacement is registered only once it
+# knows them (twin_start_task asks with the twin's keys).
+keys_read "$TWIN_KEYS" || true
 TWIN_DETACH=1
 cg_init || exit 2
 

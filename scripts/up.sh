@@ -8,6 +8,9 @@
 #
 #   scripts/up.sh            run in the foreground; Ctrl-C stops everything it started
 #   scripts/up.sh --detach   start everything and return; scripts/down.sh stops it
+#
+# Authentication is on, as in production (AUTH_MODE=required): up.sh makes an
+# issuer and a verifier and writes their keys to TWIN_DIR/keys.env (mode 600).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -38,6 +41,16 @@ BASE+100+N), TASK_CPU (vCPUs per task, e.g. 0.25) and TASK_MEMORY_MB (e.g. 512):
 task in a cgroup of its own with that CPU quota and memory limit, WITH_PROMETHEUS=1
 (a Prometheus scraping every task, on PROMETHEUS_PORT, default 9090), TWIN_DIR
 (target/twin), DATABASE_URL (see scripts/lib/postgres.sh), LOG_FORMAT (text).
+
+Authentication: AUTH_MODE (required, the default, or off: nothing is checked, for local
+trials only). With it on, up.sh makes an issuer and a verifier (unique names) after the
+migrations, each with its own rate limit of TWIN_CLIENT_RATE_LIMIT requests/s per task
+(default 1000000, 1-2147483647), writes ISSUER_KEY and VERIFIER_KEY (and their client
+names) to TWIN_DIR/keys.env, readable by you only, and prints them with curl commands;
+scripts/down.sh revokes them. For k6:  set -a; . TWIN_DIR/keys.env; set +a
+The tasks get TRUSTED_PROXY_HOPS=1 (the caller's address is the X-Forwarded-For entry
+the twin's listener appends); CLIENT_RATE_LIMIT and ANONYMOUS_RATE_LIMIT (20/s per
+address without a key) pass through like every other variable of the services.
 HELP
             exit 0
             ;;
@@ -46,6 +59,7 @@ HELP
 done
 
 ISSUANCE_TASKS=${ISSUANCE_TASKS:-3}
+TWIN_CLIENT_RATE_LIMIT=${TWIN_CLIENT_RATE_LIMIT:-1000000}
 VERIFICATION_TASKS=${VERIFICATION_TASKS:-3}
 LB_PORT=${LB_PORT:-8080}
 ISSUANCE_PORT_BASE=${ISSUANCE_PORT_BASE:-3000}
@@ -59,6 +73,21 @@ for var in ISSUANCE_TASKS VERIFICATION_TASKS; do
         exit 2
     fi
 done
+case "$(printf '%s' "${AUTH_MODE:-required}" | tr '[:upper:]' '[:lower:]')" in
+    required | off) ;;
+    *)
+        echo "AUTH_MODE must be required or off (got '$AUTH_MODE')" >&2
+        exit 2
+        ;;
+esac
+if ! [[ $TWIN_CLIENT_RATE_LIMIT =~ ^[1-9][0-9]{0,9}$ ]] || [ "$TWIN_CLIENT_RATE_LIMIT" -gt 2147483647 ]; then
+    echo "TWIN_CLIENT_RATE_LIMIT must be a whole number from 1 to 2147483647 (got '$TWIN_CLIENT_RATE_LIMIT')" >&2
+    exit 2
+fi
+# The tasks' access control, in task.env for rollout.sh's replacements too: keys as
+# in production unless AUTH_MODE=off, and the caller's address from the one proxy
+# hop that appends to X-Forwarded-For (the listener; the target groups pass it on).
+export AUTH_MODE=${AUTH_MODE:-required} TRUSTED_PROXY_HOPS=1
 cg_init || exit 2
 
 running=$(twin_running_pids)
@@ -66,7 +95,7 @@ if [ -n "$running" ]; then
     twin_say "a twin is already running (pids: $(echo "$running" | tr '\n' ' ')); stop it with scripts/down.sh or Ctrl-C in its terminal"
     exit 1
 fi
-rm -f "$TWIN_PIDS" "$TWIN_PG"
+rm -f "$TWIN_PIDS" "$TWIN_PG" "$TWIN_KEYS"
 mkdir -p "$TWIN_DIR"
 
 ports=("$LB_PORT")
@@ -120,6 +149,7 @@ fi
 cleanup() {
     trap - EXIT
     twin_stop_processes
+    twin_revoke_keys
     pg_stop_private
     rm -f "$TWIN_PG"
 }
@@ -128,6 +158,16 @@ trap 'exit 130' INT TERM
 
 twin_say "migrating"
 target/release/issuance migrate
+if keys_auth_on; then
+    twin_say "making the twin's API clients (an issuer and a verifier, $TWIN_CLIENT_RATE_LIMIT requests/s per task each)"
+    keys_create target/release/issuance twin "$TWIN_CLIENT_RATE_LIMIT" || {
+        twin_say "could not make the API clients (issuance clients add)"
+        exit 1
+    }
+    keys_write "$TWIN_KEYS"
+else
+    twin_say "AUTH_MODE=off: no keys are checked; anyone may issue and read every credential"
+fi
 
 # The tasks' environment, for the replacements rollout.sh starts (the same
 # task definition: database, service settings, task size unless rollout.sh is
@@ -139,6 +179,8 @@ target/release/issuance migrate
             # from its own environment.
             PWD | OLDPWD | SHLVL | _ | TASK_CPU | TASK_MEMORY_MB | TWIN_* | LB_PORT | *_PORT_BASE | \
                 *_TASKS | WITH_PROMETHEUS | PROMETHEUS_PORT | DRAIN_SECONDS | STOP_TIMEOUT) continue ;;
+            # The keys of a twin (one's own shell may have them): the tasks need none.
+            ISSUER_* | VERIFIER_*) continue ;;
         esac
         decl=$(declare -p "$name")
         [[ $decl == "declare -x "* ]] && printf '%s\n' "$decl"
@@ -223,32 +265,72 @@ if [ -n "${WITH_PROMETHEUS:-}" ]; then
 fi
 
 LB="http://127.0.0.1:$LB_PORT"
-cat <<MSG
+POST="curl -s -X POST -H 'Content-Type: application/json'"
+POST_I=${POST/curl -s/curl -si} # with the status line and headers
+CREDENTIAL='{"name":"John Doe","email":"john@example.com","credentialType":"Developer Certificate","metadata":{"organization":"Tech Corp"}}'
+if keys_auth_on; then
+    AS_ISSUER=" -H 'Authorization: Bearer $ISSUER_KEY'"
+    AS_VERIFIER=" -H 'Authorization: Bearer $VERIFIER_KEY'"
+    cat <<MSG
 
-Ready. Try (in another terminal):
+Ready. Authentication is on (AUTH_MODE=required). The twin's API keys, also in
+$TWIN_KEYS (readable by you only; scripts/down.sh revokes them):
+
+  ISSUER_KEY=$ISSUER_KEY     (client $ISSUER_NAME)
+  VERIFIER_KEY=$VERIFIER_KEY   (client $VERIFIER_NAME)
+
+Try (in another terminal):
+
+  # 201: issue a credential with the issuer key (409 when you run it again); X-Worker-Id names the task
+  $POST_I$AS_ISSUER \\
+    $LB/issuance/credentials -d '$CREDENTIAL'
+
+  # 401 (WWW-Authenticate: Bearer): issuing without a key
+  $POST_I $LB/issuance/credentials -d '$CREDENTIAL'
+
+  # 200: verify it with the verifier key, which sees the whole credential (paste the id from the 201)
+  $POST$AS_VERIFIER \\
+    $LB/verification/credentials -d '{"id":"PASTE-ID-HERE"}'
+
+  # 200: verify it without a key: the public view (id, type, issuer, issue time); ${ANONYMOUS_RATE_LIMIT:-20} requests/s per address
+  $POST $LB/verification/credentials -d '{"id":"PASTE-ID-HERE"}'
+
+  # 200: without a key but with the holder's name and email: the whole credential
+  $POST $LB/verification/credentials -d '{"id":"PASTE-ID-HERE","name":"John Doe","email":"john@example.com"}'
+MSG
+else
+    AS_ISSUER="" AS_VERIFIER=""
+    cat <<MSG
+
+Ready. AUTH_MODE=off: no keys are checked, anyone may issue and read every credential.
+
+Try (in another terminal):
 
   # 201: issue a credential (409 when you run it again); X-Worker-Id names the task
-  curl -si -X POST $LB/issuance/credentials -H 'Content-Type: application/json' \\
-    -d '{"name":"John Doe","email":"john@example.com","credentialType":"Developer Certificate","metadata":{"organization":"Tech Corp"}}'
+  $POST_I $LB/issuance/credentials -d '$CREDENTIAL'
 
-  # 200: verify it (paste the id from the answer above)
-  curl -s -X POST $LB/verification/credentials -H 'Content-Type: application/json' -d '{"id":"PASTE-ID-HERE"}'
+  # 200: verify it (paste the id from the 201)
+  $POST $LB/verification/credentials -d '{"id":"PASTE-ID-HERE"}'
+MSG
+fi
+cat <<MSG
 
   # 404: an id nobody issued
-  curl -s -X POST $LB/verification/credentials -H 'Content-Type: application/json' -d '{"id":"00000000-0000-4000-8000-000000000000"}'
+  $POST$AS_VERIFIER \\
+    $LB/verification/credentials -d '{"id":"00000000-0000-4000-8000-000000000000"}'
 
   # 400: invalid input, every offending field listed
-  curl -s -X POST $LB/issuance/credentials -H 'Content-Type: application/json' -d '{"name":"","email":"nope"}'
+  $POST$AS_ISSUER \\
+    $LB/issuance/credentials -d '{"name":"","email":"nope"}'
 
-  # health of each group, as the ALB checks it; load spreading with k6
+  # health of each group, as the ALB checks it; load spreading with k6 (with the keys, when on)
   curl -s $LB/issuance/health; curl -s $LB/verification/health
-  k6 run load/distribution.js
+  $(keys_auth_on && echo "set -a; . $TWIN_KEYS; set +a; ")k6 run load/distribution.js
 
   # replace every task, one by one, like an ECS rolling deployment
   scripts/rollout.sh all
 
 MSG
-
 if [ -n "$TWIN_DETACH" ]; then
     trap - EXIT INT TERM
     twin_say "detached; stop it with scripts/down.sh"

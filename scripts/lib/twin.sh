@@ -15,9 +15,12 @@ TWIN_PG=$TWIN_DIR/postgres        # set when up.sh started a private PostgreSQL
 TWIN_ENV=$TWIN_DIR/task.env       # the tasks' environment, for rollout.sh's replacements
 TWIN_SOCKETS=$TWIN_DIR/sockets    # names the directory of the target groups' unix socket
 TWIN_LOCK=$TWIN_DIR/pids.lock     # taken while the pid file changes
+TWIN_KEYS=$TWIN_DIR/keys.env      # the twin's API keys (scripts/lib/keys.sh), mode 600
 
 # shellcheck source=scripts/lib/cgroup.sh
 source "$(dirname "${BASH_SOURCE[0]}")/cgroup.sh"
+# shellcheck source=scripts/lib/keys.sh
+source "$(dirname "${BASH_SOURCE[0]}")/keys.sh"
 
 twin_say() { printf '[twin] %s\n' "$*"; }
 # Refuses an argument the script does not know (exit 2, as for any usage error).
@@ -134,12 +137,14 @@ twin_start_task() { # service name port metrics-port state
     if [ ${#procs[@]} -gt 0 ]; then
         run=(scripts/lib/cgroup-exec.sh "${procs[@]}" -- "${run[@]}")
     fi
+    # Keys the caller's shell may have exported (check-twin.sh's, for k6) stay out.
+    run=(env "${KEYS_UNSET[@]}" "${run[@]}")
     PORT=$port METRICS_PORT=$metrics BIND_ADDR=127.0.0.1 WORKER_ID=$name RUN_MIGRATIONS=false \
         LOG_FORMAT=${LOG_FORMAT:-text} twin_launch "$TWIN_DIR/$name.log" "${run[@]}"
     pid=$!
     twin_add_entry "$name" "$pid" "$port" "$metrics" starting
     for _ in $(seq 1 100); do
-        if PORT=$port "target/release/$service" healthcheck 2>/dev/null; then
+        if PORT=$port "target/release/$service" healthcheck 2>/dev/null && { ! keys_auth_on || keys_loaded "$service" "$port"; }; then
             twin_set_state "$name" "$state"
             twin_say "$name ready on 127.0.0.1:$port, metrics on :$metrics (log: $TWIN_DIR/$name.log)"
             return 0
@@ -327,4 +332,15 @@ twin_stop_processes() {
         rm -rf "$(cat "$TWIN_SOCKETS")"
         rm -f "$TWIN_SOCKETS"
     fi
+}
+
+# Revokes the clients up.sh made for the twin and removes their keys file, with the
+# tasks' database (task.env); quiet, never fails (it runs from up.sh's EXIT trap too).
+twin_revoke_keys() {
+    [ -f "$TWIN_KEYS" ] || return 0
+    (
+        # shellcheck disable=SC1090
+        [ ! -f "$TWIN_ENV" ] || source "$TWIN_ENV"
+        keys_revoke target/release/issuance "$TWIN_KEYS"
+    )
 }
