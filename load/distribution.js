@@ -12,7 +12,7 @@
 import http from 'k6/http';
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
-import { BASE_URL, issue, issuedId, uniqueCredential, verify } from './lib.js';
+import { BASE_URL, issue, issuedId, requireKeys, uniqueCredential, verify } from './lib.js';
 import { reports } from './summary.js';
 
 const GROUPS = {
@@ -58,6 +58,7 @@ export const options = {
 
 /** Finds the tasks behind each path by asking the group's health check until no new one shows. */
 export function setup() {
+  requireKeys();
   const tasks = {};
   for (const [group, expected] of Object.entries(GROUPS)) {
     const seen = new Set();

@@ -5,7 +5,7 @@
 //   RATE=500 DURATION=1m k6 run load/issue.js         # 500 requests/s
 //   STAGES=10s:100,30s:800,10s:0 k6 run load/issue.js # ramp
 import { check } from 'k6';
-import { issue, latencyThresholds, scenario, uniqueCredential } from './lib.js';
+import { issue, latencyThresholds, requireKeys, scenario, uniqueCredential } from './lib.js';
 import { reports } from './summary.js';
 
 export const options = {
@@ -13,6 +13,10 @@ export const options = {
   thresholds: latencyThresholds('issue'),
   summaryTrendStats: ['avg', 'p(50)', 'p(90)', 'p(95)', 'p(99)', 'max'],
 };
+
+export function setup() {
+  requireKeys({ verification: false });
+}
 
 export function issueOne() {
   const res = issue(uniqueCredential('issue'));

@@ -1,11 +1,50 @@
-// Shared by the k6 scripts: where the system is, how to build unique
-// credentials, and how the executor is chosen from the environment.
+// Shared by the k6 scripts: where the system is, the API keys they send, how
+// to build unique credentials, and how the executor is chosen from the environment.
 import http from 'k6/http';
 
 /** The load balancer (local twin or a real ALB); no trailing slash. */
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 
-const HEADERS = { 'Content-Type': 'application/json' };
+// The API keys (scripts/up.sh writes the twin's to TWIN_DIR/keys.env): issuance
+// sends ISSUER_KEY, verification VERIFIER_KEY (a verifier sees the whole
+// credential), each as `Authorization: Bearer <key>` when set.
+const ISSUER_KEY = __ENV.ISSUER_KEY || '';
+const VERIFIER_KEY = __ENV.VERIFIER_KEY || '';
+function headers(key) {
+  const h = { 'Content-Type': 'application/json' };
+  if (key) {
+    h.Authorization = `Bearer ${key}`;
+  }
+  return h;
+}
+const ISSUE_HEADERS = headers(ISSUER_KEY);
+const VERIFY_HEADERS = headers(VERIFIER_KEY);
+const KEYS_HINT = 'for the local twin: set -a; . target/twin/keys.env; set +a (or TWIN_DIR/keys.env)';
+
+/**
+ * For setup(): stops the run at once, saying why, when a key the run needs is
+ * not set and the system checks keys: issuance answers 401 without one, and
+ * verification without one is limited to ANONYMOUS_RATE_LIMIT (20/s) per
+ * address, so its /health must say "auth":"off". Sends nothing when the keys are set.
+ */
+export function requireKeys({ issuance = true, verification = true } = {}) {
+  if (issuance && !ISSUER_KEY) {
+    const res = http.post(`${BASE_URL}/issuance/credentials`, '{}', {
+      headers: ISSUE_HEADERS,
+      tags: { endpoint: 'probe' },
+      responseCallback: http.expectedStatuses(400, 401),
+    });
+    if (res.status === 401) {
+      throw new Error(`ISSUER_KEY is not set and ${BASE_URL}/issuance/credentials answers 401 (authentication is on): set ISSUER_KEY to an issuer's key; ${KEYS_HINT}`);
+    }
+  }
+  if (verification && !VERIFIER_KEY) {
+    const res = http.get(`${BASE_URL}/verification/health`, { tags: { endpoint: 'probe' } });
+    if (!/"auth":"off"/.test(res.body || '')) {
+      throw new Error(`VERIFIER_KEY is not set and ${BASE_URL}/verification does not say "auth":"off" (authentication is on: without a key it serves ${__ENV.ANONYMOUS_RATE_LIMIT || 20} requests/s per address, with the public view): set VERIFIER_KEY to a verifier's key; ${KEYS_HINT}`);
+    }
+  }
+}
 
 // Each VU runs this module in its own runtime: the start time plus the VU and
 // iteration numbers make every credential unique, also across repeated runs,
@@ -27,7 +66,7 @@ export function uniqueCredential(tag = 'load', n = undefined) {
 /** POST /issuance/credentials. */
 export function issue(credential, tags = {}) {
   return http.post(`${BASE_URL}/issuance/credentials`, JSON.stringify(credential), {
-    headers: HEADERS,
+    headers: ISSUE_HEADERS,
     tags: Object.assign({ endpoint: 'issue' }, tags),
   });
 }
@@ -35,7 +74,7 @@ export function issue(credential, tags = {}) {
 /** POST /verification/credentials. */
 export function verify(id, tags = {}) {
   return http.post(`${BASE_URL}/verification/credentials`, JSON.stringify({ id }), {
-    headers: HEADERS,
+    headers: VERIFY_HEADERS,
     tags: Object.assign({ endpoint: 'verify' }, tags),
   });
 }
@@ -57,7 +96,7 @@ export function seedCredentials(count) {
     const batch = [];
     for (let j = 0; j < 50 && ids.length + batch.length < count; j++, i++) {
       const c = uniqueCredential('seed', i);
-      batch.push(['POST', `${BASE_URL}/issuance/credentials`, JSON.stringify(c), { headers: HEADERS, tags: { endpoint: 'seed' } }]);
+      batch.push(['POST', `${BASE_URL}/issuance/credentials`, JSON.stringify(c), { headers: ISSUE_HEADERS, tags: { endpoint: 'seed' } }]);
     }
     for (const res of http.batch(batch)) {
       const id = issuedId(res);

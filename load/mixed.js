@@ -4,7 +4,7 @@
 //   k6 run load/mixed.js
 //   RATE=1000 ISSUE_SHARE=0.5 k6 run load/mixed.js
 import { check } from 'k6';
-import { issue, latencyThresholds, scenario, seedCredentials, uniqueCredential, verify } from './lib.js';
+import { issue, latencyThresholds, requireKeys, scenario, seedCredentials, uniqueCredential, verify } from './lib.js';
 import { reports } from './summary.js';
 
 const ISSUE_SHARE = parseFloat(__ENV.ISSUE_SHARE || 0.2);
@@ -20,6 +20,7 @@ export const options = {
 };
 
 export function setup() {
+  requireKeys();
   return { ids: seedCredentials(parseInt(__ENV.SEED_CREDENTIALS || 500, 10)) };
 }
 

@@ -12,7 +12,7 @@
 //   RATE=200 DURATION=40s ROLLOUT_TAG=rollout-1 k6 run --summary-export out.json load/rollout.js
 import { check } from 'k6';
 import { Counter } from 'k6/metrics';
-import { issue, issuedId, uniqueCredential, verify } from './lib.js';
+import { issue, issuedId, requireKeys, uniqueCredential, verify } from './lib.js';
 import { reports } from './summary.js';
 
 const TAG = __ENV.ROLLOUT_TAG || 'rollout';
@@ -36,6 +36,10 @@ export const options = {
   },
   summaryTrendStats: ['avg', 'p(50)', 'p(95)', 'p(99)', 'max'],
 };
+
+export function setup() {
+  requireKeys();
+}
 
 export default function () {
   const issued = issue(uniqueCredential(TAG));

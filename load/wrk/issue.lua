@@ -12,6 +12,11 @@ end
 
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- An issuer's key, sent when set (tasks with AUTH_MODE=off need none).
+local key = os.getenv("ISSUER_KEY")
+if key and key ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. key
+end
 
 function request()
   counter = counter + 1
