@@ -10,8 +10,12 @@
 #   load/ab.sh BIN_DIR_A BIN_DIR_B [issuance|verification]
 #   load/ab.sh /tmp/before/target/release target/release verification
 #
+# Both tasks check API keys (AUTH_MODE=required, the default): B's `issuance
+# clients add` makes an issuer and a verifier, and wrk sends their keys.
+#
 # Environment: DATABASE_URL (see scripts/lib/postgres.sh), ROUNDS (6),
-# SECONDS_EACH (8), CONNECTIONS (32), AB_PORT_BASE (3970).
+# SECONDS_EACH (8), CONNECTIONS (32), AB_PORT_BASE (3970), AUTH_MODE
+# (required, or off: no keys).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -20,7 +24,7 @@ source scripts/lib/postgres.sh
 source load/lib.sh
 
 if [ $# -lt 2 ] || [ "${1:-}" = --help ]; then
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 A=$1
@@ -68,14 +72,19 @@ DATABASE_URL="$URL" "$B/issuance" migrate >/dev/null
 psql "$URL" -q -c "INSERT INTO credentials (id, name, email, credential_type, issued_by)
     SELECT md5(n::text)::uuid, 'ab ' || n, 'ab' || n || '@example.com', 'ab', 'seed' FROM generate_series(1, 10000) n"
 psql "$URL" -Atc "SELECT id FROM credentials" >"$OUT/ids.txt"
+if keys_auth_on; then
+    DATABASE_URL="$URL" DB_SSLMODE="${DB_SSLMODE:-disable}" keys_create "$B/issuance" ab 1000000
+    export ISSUER_KEY VERIFIER_KEY
+fi
 
 start() { # bin_dir port name
     DATABASE_URL="$URL" PORT=$2 METRICS_PORT=$(($2 + 100)) BIND_ADDR=127.0.0.1 WORKER_ID="ab-$3" \
         RUN_MIGRATIONS=false DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn \
-        "$1/$SERVICE" >"$OUT/$3.log" 2>&1 &
+        env "${KEYS_UNSET[@]}" "$1/$SERVICE" >"$OUT/$3.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 100); do
-        PORT=$2 "$1/$SERVICE" healthcheck 2>/dev/null && return 0
+        # With keys, the task must also have loaded the clients (503 until then).
+        PORT=$2 "$1/$SERVICE" healthcheck 2>/dev/null && keys_loaded "$SERVICE" "$2" && return 0
         sleep 0.05
     done
     echo "$3 did not start; see $OUT/$3.log" >&2

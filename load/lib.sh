@@ -1,6 +1,10 @@
 # shellcheck shell=bash
 # Shared by load/limit.sh and load/ab.sh, which both run release tasks in a
 # scratch schema of their own: what they leave behind is stopped and dropped.
+# The API clients they make (scripts/lib/keys.sh) live in that schema and go with it.
+
+# shellcheck source=scripts/lib/keys.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib/keys.sh"
 
 # The tasks a script started (it appends each pid), and its scratch schema.
 PIDS=()

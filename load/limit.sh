@@ -15,7 +15,19 @@
 #      highest rate at which the task's p99 stays within P99_BOUND_MS (25) with
 #      every request answered as expected;
 #   5. the ratios verify_rps / pgbench_select_tps and issue_rps / pgbench_insert_tps,
-#      as a table and as JSON under target/limit/ (load/limit_report.py).
+#      as a table and as JSON under target/limit/ (load/limit_report.py);
+#   6. with AUTH_COMPARE=1, what checking API keys costs (issue 16: at least 0.97x
+#      each): per service one task with keys (AUTH_MODE=required, wrk sending
+#      the key) and one without (AUTH_MODE=off, no key), same size, same schema;
+#      wrk against each in turn, COMPARE_ROUNDS times (the order swapped every
+#      round), COMPARE_SECONDS each; the medians and their ratio on/off
+#      (load/ab_report.py).
+#
+# The tasks check API keys, as in production (AUTH_MODE=required, the
+# default; AUTH_MODE=off measures without): an issuer and a verifier are made
+# in the scratch schema with a rate limit no run reaches, and wrk and the
+# open-loop generator send their keys. The tasks log as the script always has
+# (JSON, LOG_LEVEL=warn: no access log).
 #
 # Afterwards every 201 is checked against the table. Everything it starts is
 # stopped and the scratch schema dropped; no other table is touched.
@@ -24,7 +36,8 @@
 # SECONDS_EACH (15), ROWS (100000), WRK_THREADS (2), LIMIT_PORT_BASE (3900),
 # TARGET (a target triple, e.g. x86_64-unknown-linux-musl to measure the binary
 # the Dockerfile builds; default: the host's), TASK_CPU, TASK_MEMORY_MB,
-# P99_BOUND_MS (25).
+# P99_BOUND_MS (25), AUTH_MODE (required), AUTH_COMPARE (unset; 1: step 6),
+# COMPARE_ROUNDS (5), COMPARE_SECONDS (8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -40,6 +53,10 @@ ROWS=${ROWS:-100000}
 WRK_THREADS=${WRK_THREADS:-2}
 PORT_BASE=${LIMIT_PORT_BASE:-3900}
 P99_BOUND_MS=${P99_BOUND_MS:-25}
+AUTH_MODE=${AUTH_MODE:-required}
+AUTH_COMPARE=${AUTH_COMPARE:-}
+COMPARE_ROUNDS=${COMPARE_ROUNDS:-5}
+COMPARE_SECONDS=${COMPARE_SECONDS:-8}
 OUT=target/limit
 say() { printf '[limit] %s\n' "$*" >&2; }
 cg_init || exit 2
@@ -90,6 +107,13 @@ SELECT md5(n::text)::uuid, 'Person ' || n, 'p' || n || '@example.com', 'Seed',
 ANALYZE credentials;
 SQL
 psql "$URL" -Atc "SELECT id FROM credentials" >"$OUT/ids.txt"
+# Clients whose own limit no run reaches (CLIENT_RATE_LIMIT would give 429s).
+if keys_auth_on || [ -n "$AUTH_COMPARE" ]; then
+    say "API clients: an issuer and a verifier (1000000 requests/s per task each)"
+    DATABASE_URL="$URL" DB_SSLMODE="${DB_SSLMODE:-disable}" keys_create "$BIN/issuance" limit 1000000
+fi
+# What wrk and open-loop send: the keys only to tasks that check them.
+if keys_auth_on; then export ISSUER_KEY VERIFIER_KEY; fi
 
 cat >"$OUT/select.sql" <<SQL
 \\set n random(1, $ROWS)
@@ -119,31 +143,49 @@ fact pgbench_select "$(pgbench_run select.sql)"
 say "pgbench INSERT ($CONNECTIONS clients, ${SECONDS_EACH}s)"
 fact pgbench_insert "$(pgbench_run insert.sql)"
 
-start_task() { # service port
+# Starts one task (named NAME, default the service: its worker id limit-NAME, its
+# log and its cgroup) with AUTH_MODE (default the script's) and waits until it
+# answers, with the clients loaded.
+start_task() { # service port [auth-mode [name]]
+    local auth=${3:-$AUTH_MODE} name=${4:-$1}
     if (exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null; then
         say "port $2 is in use (set LIMIT_PORT_BASE)"
         exit 1
     fi
     local run=("$BIN/$1") procs=()
     if [ -n "$KC_CG_VERSION" ]; then
-        mapfile -t procs < <(cg_prepare "$CGROUP" "$1")
+        mapfile -t procs < <(cg_prepare "$CGROUP" "$name")
         run=(scripts/lib/cgroup-exec.sh "${procs[@]}" -- "${run[@]}")
     fi
     # METRICS_PORT=0: an ephemeral port, so two tasks never clash on 9464.
-    DATABASE_URL="$URL" PORT=$2 METRICS_PORT=0 BIND_ADDR=127.0.0.1 WORKER_ID="limit-$1" RUN_MIGRATIONS=false \
-        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn "${run[@]}" >"$OUT/$1.log" 2>&1 &
+    # TRUSTED_PROXY_HOPS=0: wrk is the TCP peer, no proxy in between.
+    DATABASE_URL="$URL" PORT=$2 METRICS_PORT=0 BIND_ADDR=127.0.0.1 WORKER_ID="limit-$name" RUN_MIGRATIONS=false \
+        DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn AUTH_MODE=$auth TRUSTED_PROXY_HOPS=0 \
+        env "${KEYS_UNSET[@]}" "${run[@]}" >"$OUT/$name.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 100); do
-        PORT=$2 "$BIN/$1" healthcheck 2>/dev/null && return 0
+        # With keys, the task must also have loaded the clients (503 until then).
+        if PORT=$2 "$BIN/$1" healthcheck 2>/dev/null && { [ "$auth" = off ] || keys_loaded "$1" "$2"; }; then
+            return 0
+        fi
         sleep 0.05
     done
-    say "$1 did not start; see $OUT/$1.log"
+    say "$name did not start; see $OUT/$name.log"
     exit 1
 }
+
 
 # Runs wrk against one task and writes "rps p50_ms p99_ms peak_rss_mb non2xx errors
 # requests task_cpu_pct machine_busy_pct" to $OUT/result-SERVICE. Runs in this
 # shell, so PIDS keeps the task.
+# Runs wrk (its output to FILE) and prints its WRK_JSON line (load/wrk/report.lua).
+# The lua scripts send ISSUER_KEY or VERIFIER_KEY when they are in the environment.
+run_wrk() { # port lua seconds file
+    wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${3}s" --timeout 5s -s "load/wrk/$2" \
+        "http://127.0.0.1:$1" >"$4" 2>&1
+    sed -n 's/^WRK_JSON //p' "$4"
+}
+
 measure() { # service port lua
     local pid json
     start_task "$1" "$2"
@@ -151,9 +193,7 @@ measure() { # service port lua
     local task_before cpu_before
     task_before=$(task_ticks "$pid")
     cpu_before=$(cpu_ticks)
-    wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "${SECONDS_EACH}s" --timeout 5s -s "load/wrk/$3" \
-        "http://127.0.0.1:$2" >"$OUT/wrk-$1.txt" 2>&1
-    json=$(sed -n 's/^WRK_JSON //p' "$OUT/wrk-$1.txt")
+    json=$(run_wrk "$2" "$3" "$SECONDS_EACH" "$OUT/wrk-$1.txt")
     # Where the two cores went: this task's share, and the whole machine's.
     local task_cpu machine_cpu
     read -r task_cpu machine_cpu < <(cpu_shares "$task_before" "$(task_ticks "$pid")" "$cpu_before" "$(cpu_ticks)")
@@ -174,6 +214,8 @@ cpu_shares() { # task_before task_after "busy total" before, after
         'BEGIN { printf "%.0f %.0f\n", 100 * (ta - tb) / (t2 - t1), 100 * (b2 - b1) / (t2 - t1) }'
 }
 
+open_loop_kind() { if [ "$1" = verification ]; then echo verify; else echo issue; fi; }
+
 # With TASK_CPU: the highest constant arrival rate at which the task's p99 stays
 # within P99_BOUND_MS with every request answered as expected. Steps of 5 s
 # (after a 2 s warm-up at the same rate) at 10 %, 20 %, ... 90 % of the wrk
@@ -183,12 +225,18 @@ cpu_shares() { # task_before task_after "busy total" before, after
 # (faults/src/open_loop.rs): k6 took about a core at 5,000 requests/s here and
 # measured itself. Records "percent:rate:p99:ok:throttled/periods" per step.
 constant_search() { # service port saturation_rps
+    # Tasks that check keys answer 401 or 429 to a generator that sends none.
+    local probe
+    read -r _ _ _ _ _ probe < <("$BIN/open-loop" "127.0.0.1:$2" "$(open_loop_kind "$1")" 200 1 0 "$OUT/ids.txt")
+    if [ "$probe" != 0 ]; then
+        say "  skipped: $probe of 200 requests of the open-loop generator got another answer than $([ "$1" = verification ] && echo 200 || echo 201)$(keys_auth_on && echo "; it must send the keys (ISSUER_KEY, VERIFIER_KEY in its environment): faults/src/open_loop.rs")"
+        return 0
+    fi
     local pct rate steps=() due answered p99 unexpected ok misses=0 p0 t0 p1 t1
     for pct in 10 20 30 40 50 60 70 80 90; do
         rate=$(($3 * pct / 100))
         read -r p0 t0 _ < <(cg_cpu_stat "$CGROUP" "$1")
-        read -r due answered _ p99 _ unexpected < <("$BIN/open-loop" "127.0.0.1:$2" \
-            "$([ "$1" = verification ] && echo verify || echo issue)" "$rate" 5 2 "$OUT/ids.txt")
+        read -r due answered _ p99 _ unexpected < <("$BIN/open-loop" "127.0.0.1:$2" "$(open_loop_kind "$1")" "$rate" 5 2 "$OUT/ids.txt")
         # Whether the quota was what held the task back: periods it was throttled in.
         read -r p1 t1 _ < <(cg_cpu_stat "$CGROUP" "$1")
         if awk -v p="$p99" -v b="$P99_BOUND_MS" -v d="$due" -v a="$answered" -v u="$unexpected" \
@@ -245,6 +293,45 @@ if [ -n "${TASK_CPU:-}" ]; then
 fi
 fact issue_cgroup "$(cg_report "$CGROUP" issuance)"
 
+# AUTH_COMPARE=1: one task with keys and one without, wrk against each in turn.
+# Writes "side round cpu_ticks WRK_JSON" lines (a: off, b: keys) for load/ab_report.py,
+# whose figures (one JSON line) become a fact.
+auth_compare() { # service port lua
+    local on off round side pid port before json results="$OUT/auth-compare-$1.txt" kind
+    kind=$(open_loop_kind "$1")
+    start_task "$1" "$2" required "$1-auth-on"
+    on=${PIDS[-1]}
+    start_task "$1" $(($2 + 1)) off "$1-auth-off"
+    off=${PIDS[-1]}
+    : >"$results"
+    for round in $(seq 1 "$COMPARE_ROUNDS"); do
+        # a b, then b a: drift during a round falls on both sides alike.
+        for side in $([ $((round % 2)) = 1 ] && echo a b || echo b a); do
+            if [ "$side" = a ]; then pid=$off port=$(($2 + 1)); else pid=$on port=$2; fi
+            before=$(task_ticks "$pid")
+            # The keys go only to the task that checks them (in this subshell's environment).
+            json=$(
+                if [ "$side" = a ]; then unset ISSUER_KEY VERIFIER_KEY; else export ISSUER_KEY VERIFIER_KEY; fi
+                run_wrk "$port" "$3" "$COMPARE_SECONDS" "$OUT/wrk-compare.txt"
+            )
+            echo "$side $round $(($(task_ticks "$pid") - before)) $json" >>"$results"
+            say "  $1 round $round: AUTH_MODE=$([ "$side" = a ] && echo off || echo required) $(python3 load/limit_report.py rps "$json")/s"
+        done
+    done
+    kill -TERM "$on" "$off" 2>/dev/null || true
+    python3 load/ab_report.py "$1" "AUTH_MODE=off, no key" "AUTH_MODE=required, $([ "$1" = issuance ] && echo "an issuer's" || echo "a verifier's") key" \
+        "$(getconf CLK_TCK)" "$OUT/auth-compare-$1.json" <"$results" >&2
+    fact "${kind}_auth_compare" "$(cat "$OUT/auth-compare-$1.json")"
+    fact "${kind}_auth_compare_cgroup" "on: $(cg_report "$CGROUP" "$1-auth-on") | off: $(cg_report "$CGROUP" "$1-auth-off")"
+}
+if [ -n "$AUTH_COMPARE" ]; then
+    say "authentication on vs off: verification ($COMPARE_ROUNDS rounds of ${COMPARE_SECONDS}s each side)"
+    IDS_FILE="$OUT/ids.txt" auth_compare verification $((PORT_BASE + 3)) verify.lua
+    say "authentication on vs off: issuance ($COMPARE_ROUNDS rounds of ${COMPARE_SECONDS}s each side)"
+    auth_compare issuance $((PORT_BASE + 5)) issue.lua
+fi
+
+fact auth_mode "$AUTH_MODE"
 fact target "${TARGET:-host}"
 fact connections "$CONNECTIONS"
 fact seconds "$SECONDS_EACH"

@@ -3,6 +3,8 @@
     python3 load/limit_report.py wrk 'WRK_JSON-LINE' HWM_KB TASK_CPU_PCT MACHINE_BUSY_PCT
         prints "rps p50_ms p99_ms peak_rss_mb non2xx errors requests task_cpu_pct machine_busy_pct"
         for one wrk run (the JSON line load/wrk/report.lua prints)
+    python3 load/limit_report.py rps 'WRK_JSON-LINE'
+        prints the requests per second of one wrk run
     python3 load/limit_report.py report OUT_DIR
         reads OUT_DIR/facts.txt ("key value" lines written by limit.sh), writes
         OUT_DIR/limit-<date>.json and OUT_DIR/limit-latest.json and prints the table
@@ -14,9 +16,18 @@ import os
 import sys
 
 
+# Issue 16: checking API keys may cost at most 3 % of a task's throughput.
+AUTH_COST_BOUND = 0.97
+
+
+def rps_of(line):
+    w = json.loads(line)
+    return w["requests"] / (w["duration_us"] / 1e6)
+
+
 def wrk(line, hwm_kb, task_cpu, machine_busy):
     w = json.loads(line)
-    rps = w["requests"] / (w["duration_us"] / 1e6)
+    rps = rps_of(line)
     print(
         f'{rps:.0f} {w["p50_us"] / 1000:.2f} {w["p99_us"] / 1000:.2f} {int(hwm_kb) / 1024:.1f} '
         f'{w["non2xx"]} {w["errors"]} {w["requests"]} {task_cpu} {machine_busy}'
@@ -64,6 +75,7 @@ def report(out):
         p99_bound_ms=float(f.get("p99_bound_ms", 25)),
         checkpoints_during_issuance=int(f["checkpoints"]),
         load_average_before=f.get("load_before", ""),
+        auth_mode=f.get("auth_mode", "required"),
     )
     for name in ("select", "insert"):
         tps, p50, p99 = f[f"pgbench_{name}"].split()
@@ -71,6 +83,13 @@ def report(out):
     r["verify"] = task(f, "verify")
     r["issue"] = task(f, "issue")
     r["issue"].update(answered_201=int(f["created"]), rows_stored=int(f["stored"]), every_201_stored=f["check"])
+    for prefix in ("verify", "issue"):
+        # load/ab_report.py's figures: a is AUTH_MODE=off, b keys checked.
+        if f.get(f"{prefix}_auth_compare"):
+            c = json.loads(f[f"{prefix}_auth_compare"])
+            c["cgroup"] = f.get(f"{prefix}_auth_compare_cgroup", "")
+            c["within_bound"] = c["rps_ratio_of_medians"] >= AUTH_COST_BOUND
+            r[prefix]["auth_compare"] = c
     r["verify_ratio"] = r["verify"]["rps"] / r["pgbench_select_tps"]
     r["issue_ratio"] = r["issue"]["rps"] / r["pgbench_insert_tps"]
     stamp = r["date"].replace(":", "").replace("-", "")
@@ -86,7 +105,8 @@ def print_table(r, out):
     if r["task_cpu"] or r["task_memory_mb"]:
         size = f", each task limited to {r['task_cpu'] or 'unlimited'} vCPU and {r['task_memory_mb'] or 'unlimited'} MB"
     print(f"""
-load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each{size}
+load/limit.sh — {r['date']}, {r['cores']} cores, {r['connections']} connections, {r['seconds']} s each{size},
+AUTH_MODE={r['auth_mode']}{' (wrk sends the keys)' if r['auth_mode'] != 'off' else ' (no keys)'}
 (load average before the run: {r['load_average_before']}; other work on the machine skews every figure)
 
 | what | per second | p50 ms | p99 ms | peak RSS MB | errors | task CPU | machine busy |
@@ -112,6 +132,15 @@ Checkpoints while issuance ran: {r['checkpoints_during_issuance']}.)
                 continue
             steps = ", ".join(f"{s['rate']}: {s['p99_ms']:.1f}{'' if s['ok'] else ' ✗'} ({s['throttled_periods']})" for s in t["constant_rate_steps"])
             print(f"| {label} | {t['rps']:.0f} | {t['p99_ms_at_half_saturation'] or 0:.1f} ms | {t['highest_rate_p99_within_bound']} | {t['task_cores']:.2f} cores | {steps} |")
+    compared = [(label, t["auth_compare"]) for label, t in (("verification", v), ("issuance", i)) if "auth_compare" in t]
+    if compared:
+        print(f"\nWhat checking API keys costs (issue 16: keys/off ≥ {AUTH_COST_BOUND}), wrk on each in turn, medians:\n")
+        print("| task | rounds | AUTH_MODE=off /s | keys /s | keys/off | per-round median | CPU µs/request off · keys | errors | ≥ 0.97 |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        for label, c in compared:
+            print(f"| {label} | {c['rounds']} | {c['a_rps']:.0f} | {c['b_rps']:.0f} | {c['rps_ratio_of_medians']:.3f} | "
+                  f"{c['rps_ratio_median_per_round']:.3f} | {c['a_cpu_us_per_request']:.1f} · {c['b_cpu_us_per_request']:.1f} | "
+                  f"{c['errors']} | {'yes' if c['within_bound'] else 'NO'} |")
     print(f"""
 verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}
 issue_rps / pgbench_insert_tps  = {r['issue_ratio']:.2f}
@@ -122,6 +151,8 @@ JSON: {out}/limit-latest.json""")
 def main():
     if len(sys.argv) == 6 and sys.argv[1] == "wrk":
         wrk(*sys.argv[2:])
+    elif len(sys.argv) == 3 and sys.argv[1] == "rps":
+        print(f"{rps_of(sys.argv[2]):.0f}")
     elif len(sys.argv) == 3 and sys.argv[1] == "report":
         report(sys.argv[2])
     else:
