@@ -2,13 +2,16 @@
 # One recipe for both services:
 #   docker build --build-arg SERVICE=issuance     -t kube-credential-issuance .
 #   docker build --build-arg SERVICE=verification -t kube-credential-verification .
-ARG RUST_VERSION=1.95
 ARG SERVICE=issuance
 
 # --- build -------------------------------------------------------------------
 # Alpine's Rust targets musl and links statically, so the binary needs no libc
-# at run time and the final image can be `scratch`.
-FROM rust:${RUST_VERSION}-alpine AS builder
+# at run time and the final image can be `scratch`. Pinned by digest: the tag
+# is for people, the digest is what is pulled, so a rebuild gets the same
+# compiler and Alpine packages index whatever the tag points to now. To move
+# to a newer image: docker pull rust:1.95-alpine, then docker inspect
+# --format '{{index .RepoDigests 0}}' rust:1.95-alpine, and paste the digest.
+FROM rust:1.95-alpine@sha256:606fd313a0f49743ee2a7bd49a0914bab7deedb12791f3a846a34a4711db7ed2 AS builder
 ARG SERVICE
 # gcc: ring (rustls' crypto for TLS to RDS) compiles a little C and assembly.
 RUN apk add --no-cache musl-dev gcc
@@ -43,8 +46,12 @@ RUN touch core/src/lib.rs issuance/src/*.rs verification/src/*.rs \
 
 # The RDS certificate authorities, for DB_SSLMODE=verify-full with
 # DB_SSLROOTCERT=/app/certs/rds-global-bundle.pem (what ecs.yml sets). World-
-# readable: the service runs as an unprivileged user.
-ADD --chmod=0444 https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /certs/rds-global-bundle.pem
+# readable: the service runs as an unprivileged user. Checked against a pinned
+# SHA-256: the build fails rather than trust a bundle that changed. When AWS
+# adds a certificate authority (a new Region), the build says so; check the
+# new bundle (docs/DEPLOYMENT.md, "TLS to RDS") and pin its checksum here.
+ADD --checksum=sha256:516c8cb5e3436763cdd4fa5aa480cab529e7a1a75a35afa458a9d50d89618e4f --chmod=0444 \
+    https://truststore.pki.rds.amazonaws.com/global/global-bundle.pem /certs/rds-global-bundle.pem
 
 # --- run ---------------------------------------------------------------------
 # scratch: nothing but the static binary (and the migrations, for reference:
