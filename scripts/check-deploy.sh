@@ -9,6 +9,10 @@
 #       Also: ECS, k8s and compose require API keys and never allow CORS *; WAF on the ALB
 #   (d) the --dry-run commands of the scripts, line by line, and their errors
 #   (e) the Grafana dashboard: its queries through promtool
+#   (f) the production hardening, one check per change (scripts/checks/hardening.py):
+#       HTTPS only, ALB access logs, least-privilege database roles, RDS defaults,
+#       private subnets, immutable images, base images by digest, the RDS bundle's
+#       checksum, ingress TLS, the NetworkPolicy, no Secret in the kustomization
 #
 # Installs shellcheck and prometheus (for promtool; apt-get), cfn-lint and
 # kubernetes-validate (PyPI) when missing. Exits non-zero on any failure; the last line reads
@@ -18,7 +22,7 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in
     --help | -h)
-        sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
     "") ;;
@@ -123,8 +127,9 @@ fi
 
 # --- (c) Kubernetes --------------------------------------------------------------
 echo "== (c) Kubernetes manifests (kubernetes-validate --strict -k $K8S_VERSION)"
-# One-offs are applied by hand after editing, never by the kustomization.
-ONE_OFFS=(deploy/k8s/clients-job.example.yaml)
+# One-offs are applied by hand after editing, never by the kustomization: the
+# Jobs (migrations before each rollout, API clients), and the example Secrets.
+ONE_OFFS=(deploy/k8s/clients-job.example.yaml deploy/k8s/migrate-job.yaml deploy/k8s/secret.example.yaml)
 MANIFESTS=()
 for f in deploy/k8s/*.yaml; do
     case " kustomization.yaml ${ONE_OFFS[*]##*/} " in
@@ -143,7 +148,7 @@ fi
 install_pip yaml pyyaml || fail "PyYAML is not installed and could not be (into target/tools)" "$WORK/pip.log"
 check "kustomization.yaml lists every manifest, each exists, no one-off" \
     "$PY" scripts/checks/kustomization.py "${MANIFESTS[@]}" --one-off "${ONE_OFFS[@]}"
-check "manifests: probes, preStop sleep, grace period, security context, access control, clients Job" \
+check "manifests: probes, preStop sleep, grace period, security context, access control, the Jobs" \
     "$PY" scripts/checks/manifests.py
 check "docker-compose.yml: API keys required, one trusted proxy hop, no CORS *" "$PY" scripts/checks/compose.py
 if command -v kubectl >/dev/null 2>&1; then
@@ -210,29 +215,40 @@ for service in issuance verification; do
     cat >"$WORK/expected" <<EOF
 + aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin $REGISTRY
 + docker build --platform linux/amd64 --build-arg SERVICE=$service -t $REGISTRY/kube-credential-$service:abc1234 .
-+ docker tag $REGISTRY/kube-credential-$service:abc1234 $REGISTRY/kube-credential-$service:latest
 + docker push $REGISTRY/kube-credential-$service:abc1234
-+ docker push $REGISTRY/kube-credential-$service:latest
 EOF
     ENVS=("${BASE[@]}")
-    expect_lines "push_image.sh $service --dry-run: the exact commands, without aws/docker/git" \
+    expect_lines "push_image.sh $service --dry-run: the exact commands (one commit tag, no latest), without aws/docker/git" \
         "$WORK/expected" scripts/push_image.sh "$service" --dry-run
 done
 
-cat >"$WORK/expected" <<'EOF'
-+ aws sts get-caller-identity --region eu-west-1 --query Account --output text
-+ aws ecs update-service --region eu-west-1 --cluster kube-credential --service kube-credential-issuance --force-new-deployment --query 'service.deployments[0].id' --output text
-+ aws ecs wait services-stable --region eu-west-1 --cluster kube-credential --services kube-credential-issuance
+# deploy_ecs_lines CLUSTER SERVICE_TAG_PARAMETER TAG: the migration task, then the service's tag.
+deploy_ecs_lines() {
+    local deploy="aws cloudformation deploy --region eu-west-1 --stack-name kube-credential-ecs"
+    deploy+=" --template-file deploy/cloudformation/ecs.yml --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset"
+    local migrate="MigrateImageTag=$3" service="$2=$3"
+    local network="'awsvpcConfiguration={subnets=[<TaskSubnet1>,<TaskSubnet2>],securityGroups=[<TaskSecurityGroupId>],assignPublicIp=<TaskAssignPublicIp>}'"
+    cat <<EOF
++ $deploy --parameter-overrides $migrate
++ aws cloudformation list-exports --region eu-west-1 --query "Exports[?starts_with(Name, 'kube-credential-Task')].[Name,Value]" --output text
++ aws ecs run-task --region eu-west-1 --cluster $1 --task-definition kube-credential-migrate --launch-type FARGATE --started-by deploy_ecs.sh --network-configuration $network --query 'tasks[0].taskArn' --output text
++ aws ecs wait tasks-stopped --region eu-west-1 --cluster $1 --tasks '<migration-task-arn>'
++ aws ecs describe-tasks --region eu-west-1 --cluster $1 --tasks '<migration-task-arn>' --query 'tasks[0].containers[0].exitCode' --output text
++ $deploy --parameter-overrides $service
 EOF
+}
+{
+    echo "+ aws sts get-caller-identity --region eu-west-1 --query Account --output text"
+    deploy_ecs_lines kube-credential IssuanceImageTag abc1234
+    echo "+ aws ecs wait services-stable --region eu-west-1 --cluster kube-credential --services kube-credential-issuance"
+} >"$WORK/expected"
 ENVS=("${BASE[@]}")
-expect_lines "deploy_ecs.sh issuance --dry-run --wait: the exact commands, without aws" \
+expect_lines "deploy_ecs.sh issuance --dry-run --wait: migration task first, then the commit's tag, without aws" \
     "$WORK/expected" scripts/deploy_ecs.sh --dry-run issuance --wait
 
-cat >"$WORK/expected" <<'EOF'
-+ aws ecs update-service --region eu-west-1 --cluster blue --service blue-verification --force-new-deployment --query 'service.deployments[0].id' --output text
-EOF
-ENVS=(AWS_REGION=eu-west-1 ECS_CLUSTER=blue ECS_SERVICE=blue-verification)
-expect_lines "deploy_ecs.sh verification --dry-run with ECS_CLUSTER/ECS_SERVICE" \
+deploy_ecs_lines blue VerificationImageTag 0123456789abcdef0123456789abcdef01234567 >"$WORK/expected"
+ENVS=(AWS_REGION=eu-west-1 ECS_CLUSTER=blue ECS_SERVICE=blue-verification IMAGE_TAG=0123456789abcdef0123456789abcdef01234567)
+expect_lines "deploy_ecs.sh verification --dry-run with ECS_CLUSTER/ECS_SERVICE and a full commit" \
     "$WORK/expected" scripts/deploy_ecs.sh verification --dry-run
 
 cat >"$WORK/expected" <<'EOF'
@@ -254,8 +270,11 @@ expect_error "push_image.sh without AWS_REGION names it" "missing variable(s): A
 ENVS=(AWS_REGION=eu-west-1 IMAGE_TAG=abc1234)
 expect_error "push_image.sh without AWS_ACCOUNT_ID names it" "missing variable(s): AWS_ACCOUNT_ID" \
     scripts/push_image.sh issuance --dry-run
-ENVS=(AWS_ACCOUNT_ID=123456789012)
+ENVS=(AWS_ACCOUNT_ID=123456789012 IMAGE_TAG=abc1234)
 expect_error "deploy_ecs.sh without AWS_REGION names it" "missing variable(s): AWS_REGION" \
+    scripts/deploy_ecs.sh issuance --dry-run
+ENVS=(AWS_REGION=eu-west-1)
+expect_error "deploy_ecs.sh without IMAGE_TAG asks for the commit to deploy" "missing variable(s): IMAGE_TAG" \
     scripts/deploy_ecs.sh issuance --dry-run
 ENVS=("${BASE[@]}")
 expect_error "push_image.sh with a wrong SERVICE says which are valid" \
@@ -263,6 +282,10 @@ expect_error "push_image.sh with a wrong SERVICE says which are valid" \
 expect_error "deploy_ecs.sh with a wrong SERVICE says which are valid" \
     "SERVICE must be issuance or verification (got 'billing')" scripts/deploy_ecs.sh billing --dry-run
 expect_error "push_image.sh without SERVICE asks for it" "SERVICE is missing" scripts/push_image.sh --dry-run
+# Immutable images: a commit, never latest.
+ENVS=(AWS_REGION=eu-west-1 AWS_ACCOUNT_ID=123456789012 IMAGE_TAG=latest)
+expect_error "push_image.sh refuses IMAGE_TAG=latest" "IMAGE_TAG must be a git commit" scripts/push_image.sh issuance --dry-run
+expect_error "deploy_ecs.sh refuses IMAGE_TAG=latest" "IMAGE_TAG must be a git commit" scripts/deploy_ecs.sh issuance --dry-run
 ENVS=(BASTION_USER=ec2-user)
 expect_error "tunnel.sh names its missing variables" \
     "missing variable(s): BASTION_HOST BASTION_KEY RDS_CLUSTER_HOST" scripts/tunnel.sh --dry-run
@@ -290,9 +313,7 @@ EOF
 cat >"$WORK/expected" <<EOF
 + aws ecr get-login-password --region eu-west-1 | docker login --username AWS --password-stdin $REGISTRY
 + docker build --platform linux/amd64 --build-arg SERVICE=issuance -t $REGISTRY/kube-credential-issuance:abc1234 .
-+ docker tag $REGISTRY/kube-credential-issuance:abc1234 $REGISTRY/kube-credential-issuance:latest
 + docker push $REGISTRY/kube-credential-issuance:abc1234
-+ docker push $REGISTRY/kube-credential-issuance:latest
 EOF
 ENVS=(ENV_FILE="$WORK/dot.env" IMAGE_TAG=abc1234)
 expect_lines "push_image.sh reads .env, the environment winning over it" \
@@ -302,9 +323,9 @@ if grep -qE 'AKIAEXAMPLE|secret-that|db-password' "$WORK/run.out"; then
 else
     pass "push_image.sh never prints a value from .env"
 fi
-ENVS=(ENV_FILE="$WORK/dot.env")
+ENVS=(ENV_FILE="$WORK/dot.env" IMAGE_TAG=abc1234)
 run_script "$WORK/run.out" scripts/deploy_ecs.sh issuance --dry-run --wait || true
-if grep -q '^+ aws ecs update-service --region eu-west-1' "$WORK/run.out" &&
+if grep -q '^+ aws cloudformation deploy --region eu-west-1 .*IssuanceImageTag=abc1234$' "$WORK/run.out" &&
     ! grep -qE 'AKIAEXAMPLE|secret-that|db-password' "$WORK/run.out"; then
     pass "deploy_ecs.sh reads .env and never prints a value from it"
 else
@@ -325,7 +346,11 @@ printf '%s\n' "$tool \$*" >>"$WORK/calls"
 case "$tool \$1 \$2" in
     "aws ecr get-login-password") printf 'stub-ecr-password\n' ;;
     "aws sts get-caller-identity") printf '123456789012\n' ;;
-    "aws ecs update-service") printf 'ecs-svc/1234567890\n' ;;
+    "aws cloudformation list-exports")
+        printf 'kube-credential-TaskSubnet1\tsubnet-1\nkube-credential-TaskSubnet2\tsubnet-2\n'
+        printf 'kube-credential-TaskSecurityGroupId\tsg-1\nkube-credential-TaskAssignPublicIp\tDISABLED\n' ;;
+    "aws ecs run-task") printf 'arn:aws:ecs:eu-west-1:123456789012:task/kube-credential/0123abcd\n' ;;
+    "aws ecs describe-tasks") printf '%s\n' "\${STUB_MIGRATION_EXIT:-0}" ;;
     "docker login "*) [ "\$stdin" = stub-ecr-password ] || { echo "docker login: no password on stdin" >&2; exit 1; } ;;
 esac
 EOF
@@ -351,26 +376,40 @@ cat >"$WORK/expected" <<EOF
 aws ecr get-login-password --region eu-west-1
 docker login --username AWS --password-stdin $REGISTRY
 docker build --platform linux/amd64 --build-arg SERVICE=issuance -t $REGISTRY/kube-credential-issuance:abc1234 .
-docker tag $REGISTRY/kube-credential-issuance:abc1234 $REGISTRY/kube-credential-issuance:latest
 docker push $REGISTRY/kube-credential-issuance:abc1234
-docker push $REGISTRY/kube-credential-issuance:latest
 EOF
 ENVS=("${BASE[@]}")
 run_stubbed "push_image.sh issuance runs those commands (stand-in aws/docker)" "$WORK/expected" \
     scripts/push_image.sh issuance
-cat >"$WORK/expected" <<'EOF'
+TASK=arn:aws:ecs:eu-west-1:123456789012:task/kube-credential/0123abcd
+STACK_DEPLOY="aws cloudformation deploy --region eu-west-1 --stack-name kube-credential-ecs --template-file deploy/cloudformation/ecs.yml --capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides"
+cat >"$WORK/expected" <<EOF
 aws sts get-caller-identity --region eu-west-1 --query Account --output text
-aws ecs update-service --region eu-west-1 --cluster kube-credential --service kube-credential-verification --force-new-deployment --query service.deployments[0].id --output text
+$STACK_DEPLOY MigrateImageTag=abc1234
+aws cloudformation list-exports --region eu-west-1 --query Exports[?starts_with(Name, 'kube-credential-Task')].[Name,Value] --output text
+aws ecs run-task --region eu-west-1 --cluster kube-credential --task-definition kube-credential-migrate --launch-type FARGATE --started-by deploy_ecs.sh --network-configuration awsvpcConfiguration={subnets=[subnet-1,subnet-2],securityGroups=[sg-1],assignPublicIp=DISABLED} --query tasks[0].taskArn --output text
+aws ecs wait tasks-stopped --region eu-west-1 --cluster kube-credential --tasks $TASK
+aws ecs describe-tasks --region eu-west-1 --cluster kube-credential --tasks $TASK --query tasks[0].containers[0].exitCode --output text
+$STACK_DEPLOY VerificationImageTag=abc1234
 aws ecs wait services-stable --region eu-west-1 --cluster kube-credential --services kube-credential-verification
 EOF
-run_stubbed "deploy_ecs.sh verification --wait runs those commands (stand-in aws)" "$WORK/expected" \
-    scripts/deploy_ecs.sh verification --wait
+run_stubbed "deploy_ecs.sh verification --wait: migrates in the task subnets, then deploys the commit (stand-in aws)" \
+    "$WORK/expected" scripts/deploy_ecs.sh verification --wait
+rm -f "$WORK/calls"
+if env -i PATH="$WORK/stubs:$WORK/bin" HOME="$WORK" ENV_FILE="$WORK/no.env" AWS_REGION=eu-west-1 IMAGE_TAG=abc1234 \
+    STUB_MIGRATION_EXIT=1 "$BASH" scripts/deploy_ecs.sh issuance >"$WORK/run.out" 2>&1; then
+    fail "deploy_ecs.sh stops when the migration task fails (exited 0)" "$WORK/run.out"
+elif grep -q "the migration task exited with 1" "$WORK/run.out" && ! grep -q "IssuanceImageTag" "$WORK/calls"; then
+    pass "deploy_ecs.sh stops when the migration task fails, the service untouched"
+else
+    fail "deploy_ecs.sh stops when the migration task fails, the service untouched" "$WORK/run.out"
+fi
 rm -f "$WORK/calls"
 if env -i PATH="$WORK/stubs:$WORK/bin" HOME="$WORK" ENV_FILE="$WORK/no.env" AWS_REGION=eu-west-1 \
-    AWS_ACCOUNT_ID=999999999999 "$BASH" scripts/deploy_ecs.sh issuance >"$WORK/run.out" 2>&1; then
+    AWS_ACCOUNT_ID=999999999999 IMAGE_TAG=abc1234 "$BASH" scripts/deploy_ecs.sh issuance >"$WORK/run.out" 2>&1; then
     fail "deploy_ecs.sh refuses credentials of another account (exited 0)" "$WORK/run.out"
 elif grep -q "account 123456789012, not AWS_ACCOUNT_ID=999999999999" "$WORK/run.out" &&
-    ! grep -q update-service "$WORK/calls"; then
+    ! grep -q "cloudformation deploy" "$WORK/calls"; then
     pass "deploy_ecs.sh refuses credentials of another account"
 else
     fail "deploy_ecs.sh refuses credentials of another account" "$WORK/run.out"
@@ -400,6 +439,28 @@ if command -v promtool >/dev/null 2>&1; then
         "$PY" scripts/checks/dashboard.py deploy/grafana/kube-credential.json "$(command -v promtool)" "$WORK"
 else
     fail "promtool is not installed and could not be (apt-get install prometheus)" "$WORK/apt.log"
+fi
+
+# --- (f) hardening ---------------------------------------------------------------------
+echo "== (f) production hardening, one check per change"
+if python_has cfnlint && python_has yaml; then
+    while IFS='|' read -r name what; do
+        check "$what" "$PY" scripts/checks/hardening.py "$name"
+    done <<'EOF'
+https-only|alb.yml HTTPS only: a certificate or an explicit AllowPlainHttp, port 80 redirects
+access-logs|alb.yml access logs to a private S3 bucket (AccessLogs, on by default)
+db-roles|least-privilege database users; migrations only by the one-off task/Job (ECS, k8s, sql/004)
+rds|rds.yml: RDS-managed master password, storage autoscaling, deletion protection, 7-day backups
+private-subnets|tasks in private subnets when vpc.yml PrivateEgress allows (NAT or VPC endpoints)
+immutable-images|immutable ECR tags, images by commit or digest, never latest
+base-images|Dockerfile and compose base images pinned by digest
+rds-bundle|the RDS CA bundle checked against a pinned SHA-256
+ingress-tls|Kubernetes ingress: TLS, HTTP redirected to HTTPS
+network-policy|NetworkPolicy: only the ingress controller and Prometheus reach the pods
+kustomization|kustomization.yaml applies no Secret (the example is a one-off)
+EOF
+else
+    fail "the hardening checks need cfn-lint and PyYAML (into target/tools)" "$WORK/pip.log"
 fi
 
 echo

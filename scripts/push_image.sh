@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds one service's image and pushes it to its ECR repository, tagged with
-# the git short sha and `latest`.
+# the git short sha only: the repositories' tags are immutable, and nothing is
+# ever tagged or deployed as `latest`.
 #
 #   scripts/push_image.sh issuance
 #   scripts/push_image.sh verification --dry-run   # print the commands, run nothing
@@ -19,7 +20,10 @@ usage: scripts/push_image.sh [--dry-run] [--help] SERVICE
 
 Builds the scratch image of SERVICE (issuance or verification) from the
 Dockerfile at the repository root, logs in to Amazon ECR, tags the image with
-the git short sha and `latest`, and pushes both tags.
+the git short sha of HEAD (never `latest`), and pushes it. The repositories'
+tags are immutable: a commit's tag, once pushed, always names that image, and
+pushing it again fails. A work tree with uncommitted changes is refused, since
+its image would carry a commit's tag without being that commit.
 
 Options:
   --dry-run   print every aws/docker command (prefixed with "+ ") instead of
@@ -32,7 +36,8 @@ already set in the environment win; values are never printed):
   AWS_ACCOUNT_ID    required, the 12-digit account that owns the repositories
   ENVIRONMENT_NAME  stack prefix, default kube-credential
   ECR_REPOSITORY    default ENVIRONMENT_NAME-SERVICE (kube-credential-issuance)
-  IMAGE_TAG         default: the git short sha of HEAD
+  IMAGE_TAG         default: the git short sha of HEAD; a git commit (7-40 hex
+                    digits), what ecs.yml's image tag parameters accept
   DOCKER_PLATFORM   default linux/amd64 (matches ecs.yml's CpuArchitecture X86_64)
   ENV_FILE          the .env file to read, default REPO/.env
   AWS credentials   as the aws CLI finds them (AWS_PROFILE, AWS_ACCESS_KEY_ID, ...)
@@ -66,8 +71,9 @@ if [ -z "${IMAGE_TAG:-}" ]; then
     if command -v git >/dev/null 2>&1 && git -C "$ROOT" rev-parse --git-dir >/dev/null 2>&1; then
         IMAGE_TAG=$(git -C "$ROOT" rev-parse --short HEAD)
         if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no)" ]; then
-            printf '%s: warning: the work tree has uncommitted changes; the image is tagged %s but contains them\n' \
-                "$PROG" "$IMAGE_TAG" >&2
+            [ -n "$DRY_RUN" ] ||
+                die "the work tree has uncommitted changes: an image tagged $IMAGE_TAG would not be that commit, and the tag cannot be moved later (commit first)"
+            printf '%s: warning: the work tree has uncommitted changes (refused without --dry-run)\n' "$PROG" >&2
         fi
     elif [ -n "$DRY_RUN" ]; then
         IMAGE_TAG="<git-short-sha>"
@@ -75,8 +81,8 @@ if [ -z "${IMAGE_TAG:-}" ]; then
         die "cannot tell the git short sha: $ROOT is not a git checkout; set IMAGE_TAG"
     fi
 fi
-[[ $IMAGE_TAG =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ || -n "$DRY_RUN" ]] ||
-    die "IMAGE_TAG is not a valid image tag (got '$IMAGE_TAG')"
+[[ $IMAGE_TAG =~ ^[0-9a-f]{7,40}$ || $IMAGE_TAG == "<git-short-sha>" ]] ||
+    die "IMAGE_TAG must be a git commit, 7 to 40 hex digits (got '$IMAGE_TAG'); never latest"
 IMAGE=$REGISTRY/$REPOSITORY
 # ecs.yml's parameter for this service's tag (no ${SERVICE^}: macOS ships bash 3.2).
 case "$SERVICE" in
@@ -100,23 +106,21 @@ fi
 
 # 2. Build (the Dockerfile's SERVICE build argument picks the binary), 3. tag, 4. push.
 run docker build --platform "$PLATFORM" --build-arg "SERVICE=$SERVICE" -t "$IMAGE:$IMAGE_TAG" .
-run docker tag "$IMAGE:$IMAGE_TAG" "$IMAGE:latest"
 run docker push "$IMAGE:$IMAGE_TAG"
-run docker push "$IMAGE:latest"
 
 cat <<EOF
 
 Summary
   service     $SERVICE
   repository  $IMAGE
-  tags        $IMAGE_TAG, latest
+  tag         $IMAGE_TAG (immutable)
   platform    $PLATFORM${DRY_RUN:+
   (dry run: nothing was built or pushed)}
 
 Next steps
-  scripts/deploy_ecs.sh $SERVICE --wait      # roll ECS onto :latest and wait until stable
-  # first deployment: push both services, then create the ecs.yml stack (docs/DEPLOYMENT.md)
-  # pin this exact build instead of latest:
-  #   aws cloudformation deploy --stack-name $ENVIRONMENT_NAME-ecs --template-file deploy/cloudformation/ecs.yml \\
-  #     --capabilities CAPABILITY_IAM --parameter-overrides $TAG_PARAMETER=$IMAGE_TAG
+  # push the other service too, then migrate and roll both onto this commit:
+  IMAGE_TAG=$IMAGE_TAG scripts/deploy_ecs.sh all --wait
+  # or only this service (ecs.yml's $TAG_PARAMETER), after the migration task:
+  IMAGE_TAG=$IMAGE_TAG scripts/deploy_ecs.sh $SERVICE --wait
+  # first deployment: docs/DEPLOYMENT.md, "First deployment, from nothing"
 EOF

@@ -6,14 +6,7 @@ trust one proxy hop, never allow CORS *, and a WAF rate rule guards the ALB. Run
 the repository root: python stacks_chain.py vpc security-groups ... (in order).
 """
 import json, re, sys
-from cfnlint.decode import decode_str
-
-def load(name):
-    with open(f"deploy/cloudformation/{name}.yml") as f:
-        template, errors = decode_str(f.read())
-    if errors:
-        sys.exit(f"{name}.yml: {errors}")
-    return template
+from cfn import load
 
 def walk(node):
     yield node
