@@ -169,6 +169,50 @@ pub fn repeated_members(raw: &[u8]) -> Vec<String> {
     }
 }
 
+/// [`repeated_members`] read from the parsed value when it can be: objects the
+/// parser kept as small vectors hold every member, repeats included, so they
+/// are checked pairwise without a second pass over the text; an object it
+/// kept as a hash map (more than 32 members) may have lost a repeat, and then
+/// the raw text is scanned instead.
+pub fn repeated_members_of(value: &BorrowedValue<'_>, raw: &[u8]) -> Vec<String> {
+    fn repeats(v: &BorrowedValue<'_>) -> Option<bool> {
+        match v {
+            BorrowedValue::Object(map) => {
+                if !map.is_vec() {
+                    return None;
+                }
+                let mut found = false;
+                for (i, (k, inner)) in map.iter().enumerate() {
+                    found |= map.iter().take(i).any(|(earlier, _)| earlier == k);
+                    found |= repeats(inner)?;
+                }
+                Some(found)
+            }
+            BorrowedValue::Array(items) => items
+                .iter()
+                .try_fold(false, |found, item| Some(found | repeats(item)?)),
+            _ => Some(false),
+        }
+    }
+    let BorrowedValue::Object(map) = value else {
+        return Vec::new();
+    };
+    if !map.is_vec() {
+        return repeated_members(raw);
+    }
+    let mut found: Vec<String> = Vec::new();
+    for (i, (k, inner)) in map.iter().enumerate() {
+        let repeated = map.iter().take(i).any(|(earlier, _)| earlier == k);
+        let Some(nested) = repeats(inner) else {
+            return repeated_members(raw);
+        };
+        if (repeated || nested) && !found.iter().any(|f| f == k) {
+            found.push(k.to_string());
+        }
+    }
+    found
+}
+
 /// Objects with at most this many members are checked for repeats pairwise as
 /// their names arrive; larger ones by sorting their names once at the end.
 pub const LINEAR_KEYS: usize = 32;

@@ -27,7 +27,7 @@ impl<'a> NewCredential<'a> {
     /// strings borrow from.
     pub fn parse(raw: &'a [u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
         let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
-        let mut errors = repeated(raw);
+        let mut errors = repeated(&value, raw);
         let mut body = Members::new(value, &mut errors);
 
         let name = body
@@ -117,7 +117,7 @@ impl<'a> VerifyRequest<'a> {
     /// `raw` is the body as received, `scratch` a copy the parser may rewrite).
     pub fn parse(raw: &[u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
         let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
-        let mut errors = repeated(raw);
+        let mut errors = repeated(&value, raw);
         let mut body = Members::new(value, &mut errors);
         let id = body
             .string("id", None, &mut errors)
@@ -157,8 +157,8 @@ impl<'a> VerifyRequest<'a> {
 /// One error per top-level member that is repeated, or inside which an object
 /// repeats a member (see [`json::repeated_members`]): whichever copy a reader
 /// took, another reader could take the other.
-fn repeated(raw: &[u8]) -> Vec<FieldError> {
-    json::repeated_members(raw)
+fn repeated(value: &BorrowedValue<'_>, raw: &[u8]) -> Vec<FieldError> {
+    json::repeated_members_of(value, raw)
         .into_iter()
         .map(|name| FieldError::new(Cow::Owned(name), message::REPEATED))
         .collect()
