@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ALB-fidelity checks against a running twin (scripts/up.sh --detach):
 #
-#   scripts/check-lb.sh           what a client sees (scripts/lib/check_lb.py checks), then
+#   scripts/check-lb.sh           what a client sees (scripts/lib/check_lb.py checks, access
+#                                 control with the keys up.sh wrote to TWIN_DIR/keys.env), then
 #                                 what a target sees, through a stand-in target registered
 #                                 in the issuance target group for a moment
 #   scripts/check-lb.sh --idle    also a keep-alive connection idle for 65 s (slow)

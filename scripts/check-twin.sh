@@ -13,6 +13,11 @@
 #   3. scripts/check-lb.sh: the balancer behaves like the ALB;
 #   4. with one task stopped, distribution.js must fail and report 2/3 tasks;
 #
+# Authentication is on, as in production: up.sh makes an issuer and a verifier and
+# writes their keys to TWIN_DIR/keys.env (mode 600); k6 sends them, and the curl
+# commands up.sh prints are run as printed: 201 with the issuer's key, 401 with
+# WWW-Authenticate: Bearer without, the verifier's whole view, the public one.
+#
 # and first, without Docker, that docker-compose.yml's nginx configuration
 # (deploy/nginx/compose-nginx.conf and the templates with the compose file's
 # variables) passes nginx -t.
@@ -97,6 +102,33 @@ DATABASE_URL=$URL WITH_PROMETHEUS=1 scripts/up.sh --detach >"$OUT/up.log" 2>&1 |
     cat "$OUT/up.log"
     fail "the twin did not start"
 }
+
+say "the keys up.sh wrote, and the curl commands it printed"
+keys_read "$TWIN_KEYS" || fail "up.sh wrote no $TWIN_KEYS"
+export ISSUER_KEY VERIFIER_KEY # for k6
+[ "$(stat -c %a "$TWIN_KEYS")" = 600 ] || fail "$TWIN_KEYS is not mode 600"
+# Runs the command up.sh printed under the comment starting with MARK, the id
+# pasted in, as a user would paste it.
+printed() { # mark [id]
+    awk -v m="# $1" 'index($0, m) == 3 { on = 1; next } on && /^$/ { exit } on' "$OUT/up.log" |
+        sed "s/PASTE-ID-HERE/${2:-}/" | bash
+}
+answer=$(printed "201: issue")
+grep -q '^HTTP/[0-9.]* 201' <<<"$answer" || fail "the printed issue command did not get 201: $answer"
+id=$(sed -nE 's/.*"credential":\{"id":"([0-9a-f-]{36})".*/\1/p' <<<"$answer")
+[ -n "$id" ] || fail "no credential id in: $answer"
+answer=$(printed "401")
+{ grep -q '^HTTP/[0-9.]* 401' <<<"$answer" && grep -qi '^WWW-Authenticate: Bearer' <<<"$answer"; } ||
+    fail "the printed keyless issue command did not get 401 with WWW-Authenticate: Bearer: $answer"
+answer=$(printed "200: verify it with the verifier key" "$id")
+grep -q '"email":"john@example.com"' <<<"$answer" || fail "the verifier does not see the whole credential: $answer"
+answer=$(printed "200: verify it without a key" "$id")
+{ grep -q "\"id\":\"$id\"" <<<"$answer" && ! grep -q '"email"' <<<"$answer"; } || fail "the anonymous view is not the public one: $answer"
+answer=$(printed "200: without a key but with" "$id")
+grep -q '"email":"john@example.com"' <<<"$answer" || fail "the holder's name and email do not show the whole credential: $answer"
+echo "ok: 201 with the issuer's key, 401 without, whole and public views"
+
+say "k6 distribution with the keys"
 BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution-summary.json" \
     k6 run --quiet load/distribution.js
 

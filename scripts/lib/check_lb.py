@@ -1,6 +1,6 @@
 """ALB-fidelity checks against a running twin (scripts/check-lb.sh runs this).
 
-    python3 scripts/lib/check_lb.py checks --lb http://127.0.0.1:8080 --twin-dir target/twin [--idle]
+    python3 scripts/lib/check_lb.py checks --lb http://127.0.0.1:8080 --twin-dir target/twin [--keys FILE] [--idle]
     python3 scripts/lib/check_lb.py echo --port PORT        # a target that echoes its request headers
     python3 scripts/lib/check_lb.py forwarded --lb URL --lb-port PORT --echo-id ID
 
@@ -8,8 +8,12 @@
 the default rule, round robin over every task of a group, a body over 1 MiB
 answered by the task (413 with its X-Request-Id and X-Worker-Id), the
 X-Amzn-Trace-Id the tasks log (added in the ALB's format, or the client's
-passed through), no nginx version in the Server header, and with --idle a
-keep-alive connection idle for 65 s that still serves a request.
+passed through), no nginx version in the Server header, access control
+through the balancer (with the keys of --keys, default TWIN_DIR/keys.env, which
+scripts/up.sh writes: issuing without a key gets 401 with WWW-Authenticate:
+Bearer, with the issuer's key 201; the verifier sees the whole credential, an
+anonymous caller its public view), and with --idle a keep-alive connection idle
+for 65 s that still serves a request.
 
 `echo` and `forwarded` check what a target sees, through a stand-in target that
 check-lb.sh registers in the issuance target group for a moment: X-Forwarded-
@@ -55,6 +59,55 @@ def request(conn, method, path, body=None, headers=None):
     return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
 
 
+def read_keys(path):
+    """ISSUER_KEY and VERIFIER_KEY from scripts/up.sh's keys file; {} when there is none."""
+    keys = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.strip().partition("=")
+                keys[name] = value
+    except FileNotFoundError:
+        pass
+    return keys
+
+
+def bearer(key):
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+def access_control(conn, keys):
+    """Issuance needs a key; what verification shows depends on who asks."""
+    status, headers, body = request(conn, "GET", "/issuance/health")
+    if b'"auth":"off"' in body:
+        check("access control: AUTH_MODE=off says so in /health", not keys.get("ISSUER_KEY"), "keys file present too" if keys.get("ISSUER_KEY") else "")
+        return
+    if not keys.get("ISSUER_KEY") or not keys.get("VERIFIER_KEY"):
+        check("access control: the twin's keys file names an issuer and a verifier key", False, "run scripts/up.sh (it writes TWIN_DIR/keys.env)")
+        return
+    stamp = uuid.uuid4().hex[:12]
+    credential = json.dumps({"name": f"check-lb {stamp}", "email": f"check-lb+{stamp}@example.com", "credentialType": "check-lb", "metadata": {"source": "check-lb"}})
+    status, headers, body = request(conn, "POST", "/issuance/credentials", body=credential)
+    check("issuing without a key gets 401 with WWW-Authenticate: Bearer", status == 401 and headers.get("www-authenticate") == "Bearer", f"{status}, WWW-Authenticate {headers.get('www-authenticate')}")
+    status, headers, body = request(conn, "POST", "/issuance/credentials", body=credential, headers=bearer("kc_" + "0" * 64))
+    check("issuing with an unknown key gets 401", status == 401, f"{status}")
+    status, headers, body = request(conn, "POST", "/issuance/credentials", body=credential, headers=bearer(keys["ISSUER_KEY"]))
+    try:
+        issued = json.loads(body)["credential"]
+    except (ValueError, KeyError, TypeError):
+        issued = {}
+    check("issuing with the issuer's key gets 201, the issuer named", status == 201 and issued.get("issuer") == keys.get("ISSUER_NAME"), f"{status}, issuer {issued.get('issuer')}")
+    if not issued.get("id"):
+        return
+    ask = json.dumps({"id": issued["id"]})
+    status, _, body = request(conn, "POST", "/verification/credentials", body=ask, headers=bearer(keys["VERIFIER_KEY"]))
+    whole = json.loads(body).get("credential", {}) if status == 200 else {}
+    check("the verifier's key sees the whole credential", whole.get("email") == issued.get("email") and "metadata" in whole, f"{status}, fields {sorted(whole)}")
+    status, _, body = request(conn, "POST", "/verification/credentials", body=ask)
+    public = json.loads(body).get("credential", {}) if status == 200 else {}
+    check("without a key, the public view only", status == 200 and public.get("id") == issued["id"] and "email" not in public and "name" not in public, f"{status}, fields {sorted(public)}")
+
+
 def round_robin(conn, group, expected):
     """Each task of the group answers the same share of 12 requests per task."""
     seen = Counter()
@@ -66,12 +119,14 @@ def round_robin(conn, group, expected):
     check(f"round robin over the {group} tasks", even, ", ".join(f"{k} {v}" for k, v in sorted(seen.items())))
 
 
-def oversized_body(lb):
-    """Over 1 MiB: the task answers (413, its headers and JSON), not the balancer."""
+def oversized_body(lb, key):
+    """Over 1 MiB: the task answers (413, its headers and JSON), not the balancer. With
+    the issuer's key, or the task would refuse it with a 401 before the body."""
     u = urllib.parse.urlsplit(lb)
     body = b'{"name":"' + b"x" * (2 * 1024 * 1024) + b'"}'
+    auth = f"Authorization: Bearer {key}\r\n" if key else ""
     head = (
-        f"POST /issuance/credentials HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\n"
+        f"POST /issuance/credentials HTTP/1.1\r\nHost: {u.hostname}\r\nContent-Type: application/json\r\n{auth}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode()
     s = socket.create_connection((u.hostname, u.port or 80), timeout=10)
@@ -144,13 +199,15 @@ def run_checks(args):
     check("any other path gets the default rule's JSON 404", status == 404 and doc == {"success": False, "message": "Not found"} and headers.get("content-type") == "application/json", f"{status} {body[:60]!r}")
     round_robin(conn, "issuance", args.issuance_tasks)
     round_robin(conn, "verification", args.verification_tasks)
-    oversized_body(args.lb)
+    keys = read_keys(args.keys or os.path.join(args.twin_dir, "keys.env"))
+    oversized_body(args.lb, keys.get("ISSUER_KEY"))
     status, headers, _ = request(conn, "GET", "/issuance/health")
     server = headers.get("server", "")
     check("no nginx version in the Server header", not re.search(r"\d", server), f"Server: {server or '(none)'}")
     trace_ids(conn, args.twin_dir)
     status, headers, body = request(conn, "POST", "/verification/credentials", body=json.dumps({"id": str(uuid.uuid4())}))
     check("a POST reaches a task and gets its answer", status == 404 and headers.get("x-worker-id", "").startswith("verification"), f"{status}")
+    access_control(conn, keys)
     if args.idle:
         idle_connection(connect(args.lb), args.idle_seconds)
     print(f"load balancer checks: {results.count(True)} passed, {results.count(False)} failed ({time.monotonic() - started:.1f} s)")
@@ -210,6 +267,7 @@ def main():
     c.add_argument("--twin-dir", required=True)
     c.add_argument("--issuance-tasks", type=int, default=3)
     c.add_argument("--verification-tasks", type=int, default=3)
+    c.add_argument("--keys", help="the twin's keys file (default TWIN_DIR/keys.env)")
     c.add_argument("--idle", action="store_true")
     c.add_argument("--idle-seconds", type=int, default=65)
     e = sub.add_parser("echo")
