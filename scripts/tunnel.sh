@@ -99,8 +99,9 @@ Once it is open, point a service, psql or the tests at it (password elided):
 (DATABASE_URL wins over the RDS_CLUSTER_* variables, so RDS_CLUSTER_HOST in .env can stay
 the RDS endpoint this script needs. sslmode=require, not verify-full: the certificate names
 the RDS endpoint, not 127.0.0.1.)
-The password is in Secrets Manager:
-  aws secretsmanager get-secret-value --secret-id ${ENVIRONMENT_NAME:-kube-credential}/rds/master --query SecretString --output text
+The master password is in the secret RDS manages and rotates (the rds stack's MasterSecretArn):
+  aws secretsmanager get-secret-value --query SecretString --output text --secret-id "\$(aws cloudformation describe-stacks \\
+    --stack-name ${ENVIRONMENT_NAME:-kube-credential}-rds --query "Stacks[0].Outputs[?OutputKey=='MasterSecretArn'].OutputValue" --output text)"
 
 EOF
 printf '+ %s\n' "$(quoted "${ssh_cmd[@]}")"
