@@ -69,6 +69,8 @@ pub struct Stream {
     pub shape: Shape,
     pub body: Body,
     pub active: Option<Active>,
+    /// The API key sent as `Authorization: Bearer`, if any.
+    pub key: Option<Arc<str>>,
 }
 
 impl Stream {
@@ -85,7 +87,14 @@ impl Stream {
             shape,
             body: Arc::new(body),
             active: None,
+            key: None,
         }
+    }
+
+    /// Sends `key` with every request (`Authorization: Bearer`).
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.key = Some(key.into());
+        self
     }
 
     /// Sends only while `active(time since the run began)` holds.
@@ -104,9 +113,13 @@ impl Stream {
         out.clear();
         out.extend_from_slice(b"POST ");
         out.extend_from_slice(self.path.as_bytes());
-        out.extend_from_slice(
-            b" HTTP/1.1\r\nHost: fault-suite\r\nContent-Type: application/json\r\nContent-Length: ",
-        );
+        out.extend_from_slice(b" HTTP/1.1\r\nHost: fault-suite\r\nContent-Type: application/json\r\n");
+        if let Some(key) = &self.key {
+            out.extend_from_slice(b"Authorization: Bearer ");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Length: ");
         out.extend_from_slice(body.len().to_string().as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
         out.extend_from_slice(body.as_bytes());

@@ -1,7 +1,8 @@
 //! The fault suite: the release binaries under open-loop load while a private
 //! PostgreSQL of the suite's own (never the machine's shared server) is stopped,
 //! frozen with SIGSTOP, overloaded, or fed poison values; every figure of
-//! docs/RELIABILITY.md is measured here and held against its limit.
+//! docs/RELIABILITY.md is measured here and held against its limit. The tasks
+//! check API keys, as in production; each scenario makes the clients it needs.
 //!
 //! ```text
 //! cargo build --release --bin issuance --bin verification
@@ -12,6 +13,7 @@
 //! task's log), and exits 1 when a figure misses its limit. `FAULTS_BIN_DIR`
 //! (default `target/release`) is where the service binaries are.
 
+mod clients;
 mod load;
 mod report;
 mod scenarios;

@@ -13,6 +13,9 @@
 //! one line for the measured part, `due answered p50_ms p99_ms max_ms
 //! unexpected`: requests due and answered, latencies, and how many answers were
 //! not the expected status (200 for verify, 201 for issue) or failed.
+//!
+//! Tasks check API keys by default (`AUTH_MODE=required`): verify sends
+//! `VERIFIER_KEY`, issue `ISSUER_KEY`, from the environment, when it is set.
 
 // The client also serves the fault suite, which uses more of it.
 #[allow(dead_code)]
@@ -25,6 +28,14 @@ use std::time::{Duration, Instant};
 fn usage() -> ExitCode {
     eprintln!("usage: open-loop ADDR verify|issue RATE SECONDS [WARMUP_SECONDS [IDS_FILE]]");
     ExitCode::from(2)
+}
+
+/// `stream`, sending the key in the environment variable `var` if it is set.
+fn keyed(stream: Stream, var: &str) -> Stream {
+    match std::env::var(var) {
+        Ok(key) if !key.is_empty() => stream.with_key(&key),
+        _ => stream,
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -56,7 +67,13 @@ async fn main() -> ExitCode {
                     ids[(seq.wrapping_mul(2_654_435_761) % ids.len() as u64) as usize]
                 )
             };
-            (Stream::post(addr, "/verification/credentials", shape, body), 200)
+            (
+                keyed(
+                    Stream::post(addr, "/verification/credentials", shape, body),
+                    "VERIFIER_KEY",
+                ),
+                200,
+            )
         }
         "issue" => {
             let run = std::process::id();
@@ -68,7 +85,13 @@ async fn main() -> ExitCode {
                     r#"{{"name":"open-loop {run}-{stamp}-{seq}","email":"ol{seq}@example.com","credentialType":"open-loop","metadata":{{"run":"{run}-{stamp}"}}}}"#
                 )
             };
-            (Stream::post(addr, "/issuance/credentials", shape, body), 201)
+            (
+                keyed(
+                    Stream::post(addr, "/issuance/credentials", shape, body),
+                    "ISSUER_KEY",
+                ),
+                201,
+            )
         }
         _ => return usage(),
     };

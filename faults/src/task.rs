@@ -63,9 +63,41 @@ impl Task {
 
     /// GETs `path`; the status, or None without an answer within a second.
     pub async fn get(&self, path: &str) -> Option<u16> {
+        self.status_of(format!(
+            "GET {path} HTTP/1.1\r\nHost: fault-suite\r\nConnection: close\r\n\r\n"
+        ))
+        .await
+    }
+
+    /// POSTs the JSON `body` to `path` with `key` (`Authorization: Bearer`);
+    /// the status, or None without an answer within a second.
+    pub async fn post(&self, path: &str, body: &str, key: &str) -> Option<u16> {
+        self.status_of(format!(
+            "POST {path} HTTP/1.1\r\nHost: fault-suite\r\nConnection: close\r\n\
+             Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await
+    }
+
+    /// Waits until the task accepts `key` on `path` (it loads new clients
+    /// within 250 ms): an empty body then gets 400, not 401 or 503.
+    pub async fn wait_key(&self, path: &str, key: &str) {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            if self.post(path, "{}", key).await == Some(400) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("the task at {} did not accept a new key within 5 s", self.addr);
+    }
+
+    /// Sends `request` on a connection of its own; the answer's status.
+    async fn status_of(&self, request: String) -> Option<u16> {
         let exchange = async {
             let mut stream = tokio::net::TcpStream::connect(self.addr).await.ok()?;
-            let request = format!("GET {path} HTTP/1.1\r\nHost: fault-suite\r\nConnection: close\r\n\r\n");
             stream.write_all(request.as_bytes()).await.ok()?;
             let mut head = [0u8; 12];
             stream.read_exact(&mut head).await.ok()?;
