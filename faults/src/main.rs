@@ -1,12 +1,13 @@
 //! The fault suite: the release binaries under open-loop load while a private
 //! PostgreSQL of the suite's own (never the machine's shared server) is stopped,
-//! frozen with SIGSTOP, overloaded, or fed poison values; every figure of
-//! docs/RELIABILITY.md is measured here and held against its limit. The tasks
-//! check API keys, as in production; each scenario makes the clients it needs.
+//! frozen with SIGSTOP, overloaded (by everyone, or by one client while another
+//! sends a little), or fed poison values; every figure of docs/RELIABILITY.md is
+//! measured here and held against its limit. The tasks check API keys, as in
+//! production; each scenario makes the clients it needs.
 //!
 //! ```text
 //! cargo build --release --bin issuance --bin verification
-//! cargo run --release -p kc-faults -- [down] [frozen] [overload] [poison]   # all by default
+//! cargo run --release -p kc-faults -- [down] [frozen] [overload] [fairness] [poison]   # all by default
 //! ```
 //!
 //! Prints a table, writes `target/faults/report.json` and `report.md` (and each
@@ -40,7 +41,7 @@ impl Suite {
     }
 }
 
-const SCENARIOS: [&str; 4] = ["down", "frozen", "overload", "poison"];
+const SCENARIOS: [&str; 5] = ["down", "frozen", "overload", "fairness", "poison"];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
@@ -80,6 +81,7 @@ async fn main() -> ExitCode {
             "down" => scenarios::down(&mut suite).await,
             "frozen" => scenarios::frozen(&mut suite).await,
             "overload" => scenarios::overload(&mut suite).await,
+            "fairness" => scenarios::fairness(&mut suite).await,
             _ => scenarios::poison(&mut suite).await,
         }
     }

@@ -1,4 +1,4 @@
-//! The four scenarios. Each starts a PostgreSQL server of its own (initdb into
+//! The five scenarios. Each starts a PostgreSQL server of its own (initdb into
 //! a temporary directory, a free port), the release binaries against it with
 //! authentication on (`AUTH_MODE=required`, the default: the load sends keys of
 //! clients the scenario made, see clients.rs), and open-loop load; injects its
@@ -490,3 +490,92 @@ pub async fn poison(suite: &mut Suite) {
     issuance.stop().await;
 }
 
+/// One client floods a task at its database's limit while another sends a
+/// little (issue 16): capacity is measured as in `overload`, then client A
+/// offers three times that and client B a tenth of it, open loop, for 20 s,
+/// each with its own key and a rate limit neither reaches, so the only thing
+/// between A's flood and B is the queue's rule: when it is full, the owner
+/// holding the largest share is shed first.
+pub async fn fairness(suite: &mut Suite) {
+    const S: &str = "fairness";
+    const DURATION: u64 = 20;
+    let (_server, url, mut issuance) = slow_database(suite, "fairness-issuance").await;
+    let flooder = issuer(&url, &issuance, "fault-flooder").await;
+    let bystander = issuer(&url, &issuance, "fault-bystander").await;
+    let capacity = capacity(&issuance, &flooder).await;
+    let (a_rate, b_rate) = (3.0 * capacity, 0.1 * capacity);
+    let streams = vec![
+        Stream::post(
+            issuance.addr,
+            ISSUE,
+            Shape::Open { per_second: a_rate },
+            issue_body("fairness-a"),
+        )
+        .with_key(&flooder),
+        Stream::post(
+            issuance.addr,
+            ISSUE,
+            Shape::Open { per_second: b_rate },
+            issue_body("fairness-b"),
+        )
+        .with_key(&bystander),
+    ];
+    let samples = load::run(streams, Instant::now(), secs(DURATION), CLIENT_TIMEOUT).await;
+
+    let r = &mut suite.report;
+    r.note(
+        S,
+        "capacity at 1× (192 clients, closed loop)",
+        format!("{capacity:.0} 201/s"),
+    );
+    r.note(
+        S,
+        "offered, open loop, 20 s: A (3×) / B (0.1×)",
+        format!("{a_rate:.0} / {b_rate:.0} requests/s"),
+    );
+    r.note(S, "A's answers", statuses(of(&samples, 0)));
+    r.note(S, "B's answers", statuses(of(&samples, 1)));
+    let b: Vec<&Sample> = of(&samples, 1).collect();
+    let served = b.iter().filter(|s| s.status == 201).count();
+    let share = served as f64 / b.len().max(1) as f64;
+    r.check(
+        S,
+        "B's requests answered 201",
+        format!("{served} of {} = {:.2} %", b.len(), 100.0 * share),
+        "≥ 99 %",
+        !b.is_empty() && share >= 0.99,
+    );
+    p99_within(r, S, "p99 of B's answers", b.iter().copied(), 100);
+    let p99 = quantile(b.iter().copied().filter(|s| s.status == 201), 0.99);
+    r.note(S, "p99 of B's 201s", ms(p99));
+    let a: Vec<&Sample> = of(&samples, 0).collect();
+    let shed = a.iter().filter(|s| s.status == 503 || s.status == 429).count();
+    let answered = a.iter().filter(|s| s.status == 201).count() + shed;
+    r.all(
+        S,
+        "A's answers that are 201, or 503/429 (shed)",
+        answered,
+        a.len(),
+    );
+    let shed_share = shed as f64 / a.len().max(1) as f64;
+    r.check(
+        S,
+        "A's requests shed (503/429)",
+        format!("{shed} of {} = {:.0} %", a.len(), 100.0 * shed_share),
+        "≥ 50 % (A offers 3× capacity)",
+        shed_share >= 0.5,
+    );
+    let p99 = quantile(a.iter().copied().filter(|s| s.status == 201), 0.99);
+    r.note(S, "p99 of A's 201s", ms(p99));
+    let total = rate(&samples, 0, secs(2), secs(DURATION)) + rate(&samples, 1, secs(2), secs(DURATION));
+    r.note(
+        S,
+        "201/s, A and B (2-20 s) / capacity at 1×",
+        format!("{total:.0} / {capacity:.0} = {:.2}", total / capacity),
+    );
+    none_lost(r, S, &samples);
+    all_stored(r, S, &samples, (&url, 0, "fairness-a")).await;
+    all_stored(r, S, &samples, (&url, 1, "fairness-b")).await;
+    still_running(r, S, &mut issuance);
+    issuance.stop().await;
+}
