@@ -3,6 +3,7 @@
 //! The real statements are tested against PostgreSQL in the service crates.
 
 use super::*;
+use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Mutex;
 use std::time::Instant;
@@ -116,6 +117,24 @@ impl Harness {
         tokio::spawn(async move { coalescer.submit(n).await })
     }
 
+    fn submit_as(&self, owner: u64, n: i64) -> tokio::task::JoinHandle<Result<i64, DbError>> {
+        let coalescer = self.coalescer.clone();
+        tokio::spawn(async move { coalescer.submit_as(owner, n).await })
+    }
+
+    /// Submits `n` as `owner`'s and waits until it is queued.
+    async fn queue_as(&self, owner: u64, n: i64) -> tokio::task::JoinHandle<Result<i64, DbError>> {
+        let queued = self.coalescer.queued();
+        let handle = self.submit_as(owner, n);
+        self.settle(self.runs().len(), queued + 1).await;
+        handle
+    }
+
+    /// Entries waiting, per owner, as the queue counts them.
+    fn shares(&self) -> HashMap<u64, usize> {
+        shares(&self.coalescer.inner)
+    }
+
     fn runs(&self) -> Vec<Vec<i64>> {
         self.runs.lock().map(|r| r.clone()).unwrap_or_default()
     }
@@ -169,15 +188,7 @@ async fn requests_that_arrive_during_a_statement_share_the_next_one() {
 
 #[tokio::test]
 async fn a_full_queue_sheds_the_next_request_at_once() {
-    let h = harness(
-        Limits {
-            queue_max: 3,
-            ..limits()
-        },
-        false,
-        false,
-    );
-    let plug = h.plug().await;
+    let (h, plug) = three_places_behind_a_plug().await;
     let waiting: Vec<_> = (0..3).map(|n| h.submit(n)).collect();
     h.settle(1, 3).await;
     let started = Instant::now();
@@ -391,4 +402,165 @@ async fn shutting_down_with_requests_queued_runs_none_of_them_and_ends_the_lanes
         [vec![1000]],
         "only the statement in flight ran"
     );
+}
+
+/// Entries waiting, per owner, as `inner`'s queue counts them.
+fn shares(inner: &Inner<Doubler>) -> HashMap<u64, usize> {
+    inner.queue.lock().map(|q| q.shares.clone()).unwrap_or_default()
+}
+
+const A: u64 = 1;
+const B: u64 = 2;
+
+/// A queue of three places, and a statement in flight that holds the lane.
+async fn three_places_behind_a_plug() -> (Harness, tokio::task::JoinHandle<Result<i64, DbError>>) {
+    let h = harness(
+        Limits {
+            queue_max: 3,
+            ..limits()
+        },
+        false,
+        false,
+    );
+    let plug = h.plug().await;
+    (h, plug)
+}
+
+#[tokio::test]
+async fn a_full_queue_of_one_owner_sheds_its_newest_to_let_another_owner_in() {
+    let (h, plug) = three_places_behind_a_plug().await;
+    let mut floods = Vec::new();
+    for n in 1..=3 {
+        floods.push(h.queue_as(A, n).await);
+    }
+    let newest = floods.pop().unwrap();
+    let started = Instant::now();
+    let other = h.submit_as(B, 99);
+    // A's newest is answered at once; the queue stays full, B in it.
+    assert_eq!(shed(newest.await.unwrap()), Some(Shed::QueueFull));
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    h.settle(1, 3).await;
+    assert_eq!(h.shares(), HashMap::from([(A, 2), (B, 1)]));
+    h.gate.send_replace(true);
+    plug.await.unwrap().unwrap();
+    assert_eq!(other.await.unwrap().unwrap(), 198);
+    for (n, f) in (1..).zip(floods) {
+        assert_eq!(f.await.unwrap().unwrap(), 2 * n);
+    }
+    assert_eq!(h.runs(), [vec![1000], vec![1, 2, 99]], "A's newest never ran");
+    assert_eq!(h.coalescer.stats().shed_queue_full, 1);
+    assert!(h.shares().is_empty());
+}
+
+#[tokio::test]
+async fn the_owner_holding_the_largest_share_of_a_full_queue_sheds_its_own_newcomer() {
+    let (h, plug) = three_places_behind_a_plug().await;
+    let queued = vec![
+        h.queue_as(A, 1).await,
+        h.queue_as(A, 2).await,
+        h.queue_as(B, 3).await,
+    ];
+    // A holds the largest share: its newcomer is shed, not B's request.
+    let started = Instant::now();
+    assert_eq!(shed(h.coalescer.submit_as(A, 4).await), Some(Shed::QueueFull));
+    assert!(
+        started.elapsed() < Duration::from_millis(50),
+        "{:?}",
+        started.elapsed()
+    );
+    // B's newcomer is shed too: B would then hold as much as A, so taking
+    // one of A's would only turn the unfairness around.
+    assert_eq!(shed(h.coalescer.submit_as(B, 5).await), Some(Shed::QueueFull));
+    assert_eq!(h.shares(), HashMap::from([(A, 2), (B, 1)]));
+    h.gate.send_replace(true);
+    plug.await.unwrap().unwrap();
+    for (n, q) in (1..).zip(queued) {
+        assert_eq!(q.await.unwrap().unwrap(), 2 * n);
+    }
+    assert_eq!(h.runs(), [vec![1000], vec![1, 2, 3]]);
+    assert_eq!(h.coalescer.stats().shed_queue_full, 2);
+}
+
+/// The queue on its own, without lanes: what enters, leaves, is taken or
+/// fails is driven by hand.
+fn bare_queue(limits: Limits) -> (Inner<Doubler>, watch::Sender<bool>) {
+    let (gate, open) = watch::channel(false);
+    let conns = Arc::new(Conns::default());
+    let batch = Doubler {
+        conns: conns.clone(),
+        runs: Arc::default(),
+        open,
+        short: false,
+        _alive: Arc::new(()),
+    };
+    let inner = Inner::new(batch, conns, Monitor::new(), Arc::default(), limits);
+    (inner, gate)
+}
+
+type Answer = oneshot::Receiver<Result<i64, DbError>>;
+
+fn enqueue(inner: &Inner<Doubler>, owner: u64, n: i64) -> (u64, Answer) {
+    let (reply, answer) = oneshot::channel();
+    let ticket = inner.enqueue(owner, n, reply).expect("queued");
+    (ticket, answer)
+}
+
+#[tokio::test]
+async fn shares_follow_requests_that_leave_are_taken_in_a_batch_or_fail() {
+    let (inner, _gate) = bare_queue(Limits {
+        queue_max: 4,
+        batch_max: 2,
+        queue_timeout: Duration::from_secs(1),
+        ..limits()
+    });
+    let _a1 = enqueue(&inner, A, 1);
+    let a2 = enqueue(&inner, A, 2);
+    let _b3 = enqueue(&inner, B, 3);
+    let _a4 = enqueue(&inner, A, 4);
+    assert_eq!(shares(&inner), HashMap::from([(A, 3), (B, 1)]));
+    // A request leaves (its client gave up, or it waited too long).
+    assert!(inner.leave(a2.0));
+    assert_eq!(shares(&inner), HashMap::from([(A, 2), (B, 1)]));
+    // A batch takes the two oldest, A's and B's.
+    let taken: Vec<i64> = inner.take_batch().iter().map(|e| e.item).collect();
+    assert_eq!(taken, [1, 3]);
+    assert_eq!(shares(&inner), HashMap::from([(A, 1)]));
+    // A request whose client left is dropped when a batch reaches it, and
+    // one that waited too long is shed: both count out.
+    let (_, gone) = enqueue(&inner, B, 5);
+    drop(gone);
+    let late = bare_late(&inner, B, 6);
+    assert_eq!(shares(&inner), HashMap::from([(A, 1), (B, 2)]));
+    let taken: Vec<i64> = inner.take_batch().iter().map(|e| e.item).collect();
+    assert_eq!(taken, [4]);
+    assert!(shares(&inner).is_empty(), "{:?}", shares(&inner));
+    assert_eq!(shed(late.await.unwrap()), Some(Shed::QueueTimeout));
+    // The database goes down: every queued request fails, and its share with it.
+    let a7 = enqueue(&inner, A, 7);
+    let b8 = enqueue(&inner, B, 8);
+    inner.fail_queued(&DbError::Shed(Shed::DatabaseDown));
+    assert!(shares(&inner).is_empty());
+    assert_eq!(shed(a7.1.await.unwrap()), Some(Shed::DatabaseDown));
+    assert_eq!(shed(b8.1.await.unwrap()), Some(Shed::DatabaseDown));
+    // With no stale share left, A filling the queue and B arriving sheds A's newest.
+    let mut flood: Vec<_> = (10..14).map(|n| enqueue(&inner, A, n)).collect();
+    let _b = enqueue(&inner, B, 99);
+    assert_eq!(shares(&inner), HashMap::from([(A, 3), (B, 1)]));
+    let (_, newest) = flood.pop().unwrap();
+    assert_eq!(shed(newest.await.unwrap()), Some(Shed::QueueFull));
+}
+
+/// Queues `n` of `owner` as if it had waited longer than the queue timeout.
+fn bare_late(inner: &Inner<Doubler>, owner: u64, n: i64) -> Answer {
+    let (_, answer) = enqueue(inner, owner, n);
+    if let Ok(mut queue) = inner.queue.lock() {
+        if let Some(entry) = queue.entries.back_mut() {
+            entry.queued_at -= inner.limits.queue_timeout + Duration::from_millis(1);
+        }
+    }
+    answer
 }
