@@ -529,6 +529,27 @@ mod tests {
     }
 
     #[test]
+    fn an_email_is_folded_and_composed_once_for_all() {
+        // Caught by the fuzz targets' invariants (fuzz/src/lib.rs): an emoji selector
+        // kept a combining accent from composing, and a titlecase letter (U+01C5) was
+        // not lower-cased unless an upper-case one came with it.
+        let body = |e: &str| {
+            format!(
+                r#"{{"name":"n","email":{},"credentialType":"t"}}"#,
+                serde_json_str(e)
+            )
+        };
+        for (sent, stored) in [
+            ("e\u{fe0f}\u{301}@x.co", "\u{e9}@x.co"),
+            ("\u{1c5}b@x.co", "\u{1c6}b@x.co"),
+            ("\u{1c5}B@x.co", "\u{1c6}b@x.co"),
+        ] {
+            assert_eq!(issue(&body(sent)).unwrap().1, stored, "{sent:?}");
+            assert_eq!(issue(&body(stored)).unwrap().1, stored, "{stored:?} again");
+        }
+    }
+
+    #[test]
     fn verification_says_what_issuance_says_of_a_number_too_large() {
         let raw = br#"{"id":"550e8400-e29b-41d4-a716-446655440000","n":1e999}"#;
         let mut scratch = raw.to_vec();

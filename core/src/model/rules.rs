@@ -122,7 +122,14 @@ pub(super) fn identity<'a>(
 /// Normalises (trim, lower-case, NFC) and checks an email address.
 pub(super) fn email<'a>(raw: Cow<'a, str>, errors: &mut Vec<FieldError>) -> Option<Cow<'a, str>> {
     let trimmed = trim(raw);
-    let lower = if trimmed.chars().any(char::is_uppercase) {
+    // Titlecase letters (U+01C5 ǅ) are not upper-case but still have a lower case.
+    let lower = if trimmed.chars().any(|c| {
+        if c.is_ascii() {
+            c.is_ascii_uppercase()
+        } else {
+            c.to_lowercase().ne([c])
+        }
+    }) {
         Cow::Owned(trimmed.to_lowercase())
     } else {
         trimmed
