@@ -40,6 +40,9 @@ cargo llvm-cov --workspace --all-targets --summary-only \
     --ignore-filename-regex '(^|/)(faults|testing|benches)/' \
     --fail-under-lines "$COVERAGE_FLOOR" 2>&1 | tee target/cargo-test.log
 
+echo "== fuzzing: issuance_body and verification_body, 60 s each side by side, zero crashes (scripts/fuzz.sh)"
+bash scripts/fuzz.sh
+
 echo "== benchmark-regression gate: instruction counts against benches/instructions-baseline.json"
 bash scripts/bench-gate.sh
 
