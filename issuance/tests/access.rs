@@ -34,12 +34,14 @@ const INVALID: &str = "Invalid or revoked API key";
 #[tokio::test]
 async fn without_a_live_key_issuance_is_401_and_stores_nothing() {
     let app = spawn_app::<Issuance>().await;
+    // The harness's wait for its own key may have met a 401 or two.
+    let before = refused_401(&app.metrics().await);
     let body = credential("Nobody", "Degree");
     let missing = app.post_json_as(PATH, &body, None).await;
     assert_refused(&missing, 401, MISSING);
     assert_eq!(missing.header("www-authenticate"), Some("Bearer"));
 
-    let unknown = format!("kc_{}", "0".repeat(64));
+    let unknown = format!("kc_{}", "A".repeat(43));
     for key in [unknown.as_str(), "kc_short", "not-a-key", ""] {
         let res = app.post_json_as(PATH, &body, Some(key)).await;
         assert_refused(&res, 401, INVALID);
@@ -58,11 +60,17 @@ async fn without_a_live_key_issuance_is_401_and_stores_nothing() {
     assert_refused(&basic, 401, INVALID);
     assert_eq!(app.db.count_credentials().await, 0);
     // The refusals are counted, with a bounded label for callers without a client.
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains(r#"kc_refused_requests_total{client="unknown",http_response_status_code="401"} 6"#),
-        "{metrics}"
-    );
+    assert_eq!(refused_401(&app.metrics().await) - before, 6.0);
+}
+
+/// `kc_refused_requests_total` for 401s of callers without a client.
+fn refused_401(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(r#"kc_refused_requests_total{client="unknown",http_response_status_code="401"} "#)
+        })
+        .map_or(0.0, |v| v.trim().parse().unwrap_or(0.0))
 }
 
 #[tokio::test]
@@ -280,7 +288,7 @@ async fn the_clients_command_prints_a_key_once_and_never_lists_it() {
     let stdout = String::from_utf8(out.stdout).unwrap();
     let key = stdout.trim_end();
     assert_eq!(stdout, format!("{key}\n"), "the key alone on stdout");
-    assert!(key.starts_with("kc_") && key.len() == 67, "{key}");
+    assert!(key.starts_with("kc_") && key.len() == 46, "{key}");
 
     let again = clients_command(&db, &["add", "acme", "--role", "verifier"])
         .output()
@@ -342,4 +350,48 @@ async fn the_clients_command_prints_a_key_once_and_never_lists_it() {
         .unwrap()
         .get(0);
     assert_eq!(live, 1);
+}
+
+#[tokio::test]
+async fn a_keyed_request_before_the_first_load_of_the_clients_waits_for_it() {
+    // In process, so the clients load exactly when the test says: a task just
+    // started takes requests before its first load (a rolling restart sends
+    // them at once), and they must wait for it, not get 503.
+    let db = TestDb::new().await;
+    let mut client = db.client().await;
+    kc_core::migrate::run(&mut client).await.unwrap();
+    let new = kc_core::auth::admin::NewClient {
+        name: "early".into(),
+        role: Role::Issuer,
+        credential_types: vec![],
+        rate_limit: None,
+    };
+    let key = kc_core::auth::admin::add(&mut client, &new, None)
+        .await
+        .unwrap()
+        .unwrap();
+    let env = [
+        ("DATABASE_URL", db.url()),
+        ("DB_SSLMODE", "disable".into()),
+        ("WORKER_ID", "early-task".into()),
+    ];
+    let config =
+        kc_core::Config::from_lookup(|k| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())).unwrap();
+    let app = kc_core::App::<Issuance>::new(config);
+    let request = hyper::Request::post(PATH)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(http_body_util::Full::new(bytes::Bytes::from(
+            credential("Early", "Bird").to_string(),
+        )))
+        .unwrap();
+    let load_later = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.load_clients().await.unwrap();
+    };
+    let started = Instant::now();
+    let (response, ()) = tokio::join!(app.handle(request), load_later);
+    assert_eq!(response.status(), 201);
+    assert!(started.elapsed() >= Duration::from_millis(300));
+    assert_eq!(db.count_credentials().await, 1);
 }

@@ -4,7 +4,7 @@
 //! write its access log line.
 
 use super::{Endpoint, RequestCtx};
-use crate::auth::{Caller, Gate, Registry};
+use crate::auth::{Caller, Gate, Refusal, Registry};
 use crate::config::Config;
 use crate::db::Pool;
 use crate::error::ApiError;
@@ -113,13 +113,22 @@ impl<E: Endpoint> Shared<E> {
                 // Checked before the body is read, refused after: a refusal
                 // that left the body unread would reset the connection, and a
                 // balancer still sending it would answer 502 instead.
-                let admitted = match self.gate.admit(req.headers(), peer, E::ANONYMOUS) {
-                    Ok(c) => Ok(c),
-                    Err((refusal, who)) => {
-                        *caller = who;
-                        Err(refusal)
+                let mut admitted = self.gate.admit(req.headers(), peer, E::ANONYMOUS);
+                if let Err((Refusal::NotReady, _)) = admitted {
+                    // Just started: the clients load within milliseconds.
+                    if self
+                        .gate
+                        .registry()
+                        .wait_loaded(self.config.db_connect_timeout)
+                        .await
+                    {
+                        admitted = self.gate.admit(req.headers(), peer, E::ANONYMOUS);
                     }
-                };
+                }
+                let admitted = admitted.map_err(|(refusal, who)| {
+                    *caller = who;
+                    refusal
+                });
                 let body =
                     http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
                 let who = caller.insert(admitted?);
@@ -147,9 +156,13 @@ impl<E: Endpoint> Shared<E> {
         }
     }
 
-    /// From the monitor's last probe: a health check never waits for the database.
+    /// From the monitor's last probe (and, with access control on, whether the
+    /// API clients are loaded: until then keyed requests cannot be served): a
+    /// health check never waits for the database.
     fn database_up(&self) -> bool {
-        self.schema_ready.load(Ordering::Acquire) && self.pool.monitor().is_up()
+        self.schema_ready.load(Ordering::Acquire)
+            && self.pool.monitor().is_up()
+            && (self.config.auth_mode == crate::auth::AuthMode::Off || self.gate.registry().is_loaded())
     }
 
     fn status(&self, database_up: Option<bool>, draining: bool) -> health::Status<'_> {

@@ -98,6 +98,8 @@ pub struct Registry {
     snapshot: RwLock<Arc<Snapshot>>,
     loaded: AtomicBool,
     version: AtomicI64,
+    /// Wakes the requests that arrived before the first load.
+    first_load: tokio::sync::Notify,
 }
 
 /// What checking a key found.
@@ -138,6 +140,19 @@ impl Registry {
     /// Whether the clients have been loaded once.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Waits at most `limit` for the first load; whether it happened. A task
+    /// takes requests as soon as it listens, and the first load follows within
+    /// milliseconds when the database answers: a request that comes in between
+    /// waits for it instead of getting a 503.
+    pub async fn wait_loaded(&self, limit: Duration) -> bool {
+        let notified = self.first_load.notified();
+        if self.is_loaded() {
+            return true;
+        }
+        let _ = tokio::time::timeout(limit, notified).await;
+        self.is_loaded()
     }
 
     /// Reloads if the clients changed since the last load; true if it reloaded.
@@ -209,6 +224,7 @@ impl Registry {
         }
         self.version.store(version, Ordering::Release);
         if !self.loaded.swap(true, Ordering::AcqRel) {
+            self.first_load.notify_waiters();
             log::info!(target: "auth", clients = count; "API clients loaded");
         } else {
             log::info!(target: "auth", clients = count, version; "API clients reloaded");
@@ -229,6 +245,7 @@ impl Registry {
             *snapshot = Arc::new(Snapshot { keys });
         }
         self.loaded.store(true, Ordering::Release);
+        self.first_load.notify_waiters();
     }
 }
 
