@@ -24,8 +24,8 @@ use crate::http::Reply;
 use bytes::Bytes;
 use std::future::Future;
 
-/// What a service crate provides: its name, its one business route, and the
-/// handler behind it.
+/// What a service crate provides: its name, its business route and the handler
+/// behind it, and the actions on one credential it serves, if any.
 pub trait Endpoint: Sized + Send + Sync + 'static {
     /// `issuance` or `verification`: in logs, health responses and `/<SERVICE>/health`.
     const SERVICE: &'static str;
@@ -42,12 +42,31 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
     /// Builds the endpoint's state around the pool.
     fn new(pool: Pool<Self::Statements>, config: &Config) -> Self;
 
+    /// The actions on one credential it serves, each as `POST {PATH}/{id}/{action}`
+    /// (issuance: `revoke`); none unless it says so. Callers are admitted as for
+    /// the business route ([`Endpoint::ANONYMOUS`]).
+    const ACTIONS: &'static [&'static str] = &[];
+
     /// Handles one request whose body has been read and whose content type was checked.
     fn handle(
         &self,
         ctx: &RequestCtx<'_>,
         body: Bytes,
     ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
+
+    /// Handles `POST {PATH}/{id}/{action}` for one of [`Endpoint::ACTIONS`], its
+    /// body read and its content type checked as for the business route; `id` is
+    /// the path segment as sent, for the handler to validate. Without actions, 404.
+    fn handle_action(
+        &self,
+        ctx: &RequestCtx<'_>,
+        action: &'static str,
+        id: &str,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send {
+        let _ = (ctx, action, id, body);
+        async { Err(ApiError::NotFound) }
+    }
 }
 
 /// Who is asking and who is answering.

@@ -1,6 +1,7 @@
 //! One request through a task: route it, check the limits and the schema,
-//! find out who is calling (`auth`), read its body, hand it to the endpoint (or answer health from the
-//! database monitor), map errors to replies, add the common headers, and
+//! find out who is calling (`auth`), read its body, hand it to the endpoint
+//! (its business route, or an action on one credential) or answer health from
+//! the database monitor, map errors to replies, add the common headers, and
 //! write its access log line.
 
 use super::{Endpoint, RequestCtx};
@@ -55,7 +56,10 @@ impl<E: Endpoint> Shared<E> {
         let origin = req.headers().get(hyper::header::ORIGIN).cloned();
         let entry = self.router.lookup(&path);
         let mut caller = None;
-        let (reply, shed) = match self.route(entry, &request_id, req, peer, &mut caller).await {
+        let (reply, shed) = match self
+            .route(entry, &path, &request_id, req, peer, &mut caller)
+            .await
+        {
             Ok(reply) => (reply, None),
             Err(e) => {
                 let shed = e.shed();
@@ -94,6 +98,7 @@ impl<E: Endpoint> Shared<E> {
     async fn route<B>(
         &self,
         entry: Option<&Entry>,
+        path: &str,
         request_id: &str,
         req: Request<B>,
         peer: SocketAddr,
@@ -103,8 +108,10 @@ impl<E: Endpoint> Shared<E> {
         B: Body<Data = Bytes>,
         B::Error: std::error::Error + Send + Sync + 'static,
     {
-        match entry.ok_or(ApiError::NotFound)?.route(req.method())? {
-            Route::Api => {
+        let entry = entry.ok_or(ApiError::NotFound)?;
+        let route = entry.route(req.method())?;
+        match route {
+            Route::Api | Route::Action(_) => {
                 if !self.schema_ready.load(Ordering::Acquire) {
                     return Err(ApiError::Unavailable(
                         "database schema is not migrated yet".into(),
@@ -137,7 +144,14 @@ impl<E: Endpoint> Shared<E> {
                     worker_id: &self.config.worker_id,
                     caller: who,
                 };
-                self.endpoint.handle(&ctx, body).await
+                match route {
+                    // The router matched the path, so it holds the parameter.
+                    Route::Action(action) => {
+                        let id = entry.param(path).unwrap_or_default();
+                        self.endpoint.handle_action(&ctx, action, id, body).await
+                    }
+                    _ => self.endpoint.handle(&ctx, body).await,
+                }
             }
             Route::Live => Ok(self.status(None, false).reply()),
             Route::Health => Ok(self.status(Some(self.database_up()), false).reply()),
@@ -189,7 +203,7 @@ impl<E: Endpoint> Shared<E> {
             endpoint: E::new(pool.clone(), &config),
             pool,
             metrics: Arc::new(metrics),
-            router: Router::new(E::SERVICE, E::PATH),
+            router: Router::new(E::SERVICE, E::PATH, E::ACTIONS),
             headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
             gate: Gate::new(&config, Arc::new(Registry::default())),
             started: Instant::now(),
