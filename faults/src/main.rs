@@ -1,13 +1,14 @@
 //! The fault suite: the release binaries under open-loop load while a private
 //! PostgreSQL of the suite's own (never the machine's shared server) is stopped,
 //! frozen with SIGSTOP, overloaded (by everyone, or by one client while another
-//! sends a little), or fed poison values; every figure of docs/RELIABILITY.md is
+//! sends a little), or fed poison values, and clients hold unfinished request
+//! heads (`heads.rs`); every figure of docs/RELIABILITY.md is
 //! measured here and held against its limit. The tasks check API keys, as in
 //! production; each scenario makes the clients it needs.
 //!
 //! ```text
 //! cargo build --release --bin issuance --bin verification
-//! cargo run --release -p kc-faults -- [down] [frozen] [overload] [fairness] [poison]   # all by default
+//! cargo run --release -p kc-faults -- [down] [frozen] [overload] [fairness] [poison] [heads]   # all by default
 //! ```
 //!
 //! Prints a table, writes `target/faults/report.json` and `report.md` (and each
@@ -17,6 +18,7 @@
 mod clients;
 mod load;
 mod report;
+mod heads;
 mod scenarios;
 mod task;
 
@@ -41,7 +43,7 @@ impl Suite {
     }
 }
 
-const SCENARIOS: [&str; 5] = ["down", "frozen", "overload", "fairness", "poison"];
+const SCENARIOS: [&str; 6] = ["down", "frozen", "overload", "fairness", "poison", "heads"];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
@@ -84,6 +86,7 @@ async fn main() -> ExitCode {
             "fairness" => scenarios::fairness(&mut suite).await,
             _ => scenarios::poison(&mut suite).await,
         }
+            "heads" => heads::heads(&mut suite).await,
     }
     let table = suite.report.table();
     println!("\n{table}");

@@ -477,7 +477,7 @@ async fn malformed_heads_are_refused_counted_by_reason_and_the_task_keeps_servin
         (b"GET /health HTTP/1.1\r\nHost: t\r\nBad Name: 1\r\n\r\n".to_vec(), "400"),
         (format!("GET /health HTTP/1.1\r\nHost: t\r\n{many_headers}\r\n").into_bytes(), "431"),
         (format!("GET /health HTTP/1.1\r\nHost: t\r\nX-Big: {}\r\n\r\n", "a".repeat(1 << 20)).into_bytes(), "431"),
-        // Past the 64 KiB head limit before the URI's own (414 is for a shorter, still too long URI).
+        // Past the 56 KiB head limit before the URI's own (414 is for a shorter, still too long URI).
         (format!("GET /{} HTTP/1.1\r\nHost: t\r\n\r\n", "u".repeat(100 * 1024)).into_bytes(), "431"),
     ];
     for (head, status) in &cases {

@@ -45,11 +45,14 @@ use tokio::time::Instant;
 /// a request head, are closed to make room.
 pub(crate) const RECLAIM_IDLE: Duration = Duration::from_secs(1);
 
-/// Longest request head (request line and headers) a connection may send: the
-/// ALB's own limit. A longer one gets hyper's 431 (414 for the URI alone), and
-/// no connection buffers more than this (plus a read's worth) while its head is
-/// unfinished: 1,024 connections × 72 KiB stay well within a 512 MB task.
-pub const HEAD_MAX_BYTES: usize = 64 * 1024;
+/// Longest request head (request line and headers) a connection may send, just
+/// under the ALB's own 64 KiB. A longer one gets hyper's 431 (414 for the URI
+/// alone). hyper's read buffer starts at 8 KiB and grows by reserving its next
+/// read size, which `Vec` rounds up by doubling: with a limit of exactly 56 KiB
+/// a head that streams in grows it 8 → 24 → 56 KiB and stops, where a 64 KiB
+/// limit made it double to 112 KiB on its last read (147 MB for 1,024 such
+/// connections; 56 KiB keeps them near 100 MB, within a 512 MB task).
+pub const HEAD_MAX_BYTES: usize = 56 * 1024;
 /// How often the loop asks again while it stays at the cap.
 const RECLAIM_EVERY: Duration = Duration::from_millis(250);
 
@@ -258,7 +261,8 @@ pub(crate) async fn serve_connections<H, F, R>(
     let mut http = http1::Builder::new();
     http.keep_alive(true)
         .max_header_size(HEAD_MAX_BYTES)
-        .max_buf_size(HEAD_MAX_BYTES + 8 * 1024);
+        // Exactly the head limit: any more would let the buffer double past it.
+        .max_buf_size(HEAD_MAX_BYTES);
     let slots = Arc::new(Semaphore::new(t.max_connections));
     let pressure = Arc::new(Pressure::default());
     tokio::pin!(shutdown);
