@@ -47,6 +47,10 @@ pub struct Config {
     /// (default 5000); also set as the server's `statement_timeout`, and passed to writes as
     /// the deadline after which they store nothing.
     pub db_statement_timeout: Duration,
+    /// `DB_POOLER`: what sits between the task and PostgreSQL (default `none`). `transaction`
+    /// (PgBouncer in transaction mode, RDS Proxy) keeps no session state: no startup `options`,
+    /// no named prepared statements; the server's `statement_timeout` is the login role's.
+    pub db_pooler: DbPooler,
     /// `DB_QUEUE_MAX`: requests that may wait for a statement; one more gets 503 at once
     /// (default 256: two full statements behind the one in flight, so a burst of 256 requests on
     /// an idle task is absorbed, while under sustained overload a request waits at most about
@@ -84,6 +88,17 @@ pub struct Config {
     /// `HTTP_KEEP_ALIVE_SECONDS`: how long an idle keep-alive connection stays open (default 75,
     /// longer than the ALB's 60 s idle timeout so the ALB, not the task, closes it).
     pub keep_alive: Duration,
+}
+
+/// What sits between a task and PostgreSQL (`DB_POOLER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DbPooler {
+    /// Nothing, or a pooler in session mode: a connection is a session of its own, so it
+    /// sets the server's timeouts at start-up and prepares its statements once.
+    None,
+    /// A pooler in transaction mode (PgBouncer `pool_mode = transaction`, RDS Proxy): each
+    /// transaction may run on another server connection, so nothing is kept in the session.
+    Transaction,
 }
 
 /// How log lines are written.
@@ -174,6 +189,16 @@ impl Config {
             db_pool_size: parse(&get, "DB_POOL_SIZE", 10u32, 1..=1000)?,
             db_connect_timeout,
             db_statement_timeout: millis(&get, "DB_STATEMENT_TIMEOUT_MS", 5000)?,
+            db_pooler: parse_with(
+                &get,
+                "DB_POOLER",
+                || DbPooler::None,
+                |v| match v.trim().to_ascii_lowercase().as_str() {
+                    "none" => Ok(DbPooler::None),
+                    "transaction" => Ok(DbPooler::Transaction),
+                    _ => Err("must be none or transaction".into()),
+                },
+            )?,
             db_batch_lanes: parse(&get, "DB_BATCH_LANES", 1usize, 1..=64)?,
             db_batch_max: parse(&get, "DB_BATCH_MAX", 128usize, 1..=10_000)?,
             db_queue_max: parse(&get, "DB_QUEUE_MAX", 256usize, 1..=100_000)?,
@@ -411,6 +436,24 @@ mod tests {
         assert!(!c.worker_id.is_empty());
         assert_eq!(c.metrics_port, 9464);
         assert_eq!(c.metrics_emf, None);
+        assert_eq!(c.db_pooler, DbPooler::None);
+    }
+
+    #[test]
+    fn db_pooler_is_none_or_transaction() {
+        let url = ("DATABASE_URL", "postgres://a@one/x");
+        assert_eq!(
+            config(&[url, ("DB_POOLER", "Transaction")]).unwrap().db_pooler,
+            DbPooler::Transaction
+        );
+        assert_eq!(
+            config(&[url, ("DB_POOLER", "none")]).unwrap().db_pooler,
+            DbPooler::None
+        );
+        assert_eq!(
+            config(&[url, ("DB_POOLER", "session")]).err().unwrap().variable,
+            "DB_POOLER"
+        );
     }
 
     #[test]

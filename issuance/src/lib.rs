@@ -11,14 +11,14 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
-use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
+use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
 use kc_core::json;
 use kc_core::model::{Credential, NewCredential};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tokio_postgres::{Client, Statement};
+use tokio_postgres::types::Type;
 
 /// Inserts a batch; returns the rows it inserted. One round trip when every
 /// triple is new, the common case.
@@ -53,17 +53,32 @@ SELECT c.id, c.issued_by::text, c.issuer, c.issued_at, c.name::text, c.email::te
 /// the time it looks (only if credentials are being deleted concurrently).
 const ATTEMPTS: usize = 3;
 
-/// Issuance's prepared statements.
+/// The types of [`ISSUE_MANY`]'s parameters `$1`–`$8`.
+const ISSUE_TYPES: [Type; 8] = [
+    Type::UUID_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::JSONB_ARRAY,
+    Type::TEXT_ARRAY,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+];
+
+/// The types of [`EXISTING_MANY`]'s parameters `$1`–`$3`.
+const EXISTING_TYPES: [Type; 3] = [Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::TEXT_ARRAY];
+
+/// Issuance's statements.
 pub struct IssueStatements {
-    issue: Statement,
-    existing: Statement,
+    issue: Stmt,
+    existing: Stmt,
 }
 
 impl Statements for IssueStatements {
-    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+    async fn prepare(db: &Prepare<'_>) -> Result<Self, tokio_postgres::Error> {
         Ok(IssueStatements {
-            issue: client.prepare(ISSUE_MANY).await?,
-            existing: client.prepare(EXISTING_MANY).await?,
+            issue: db.stmt(ISSUE_MANY, &ISSUE_TYPES).await?,
+            existing: db.stmt(EXISTING_MANY, &EXISTING_TYPES).await?,
         })
     }
 }
@@ -161,7 +176,6 @@ impl Batch for IssueBatch {
     ) -> Result<Vec<Outcome>, DbError> {
         let p = IssueParams::new(items);
         let rows = conn
-            .client
             .query(
                 &conn.stmts.issue,
                 &[
@@ -194,8 +208,7 @@ impl Batch for IssueBatch {
             let names: Vec<&str> = skipped.iter().map(|p| p.name.as_str()).collect();
             let emails: Vec<&str> = skipped.iter().map(|p| p.email.as_str()).collect();
             let types: Vec<&str> = skipped.iter().map(|p| p.credential_type.as_str()).collect();
-            conn.client
-                .query(&conn.stmts.existing, &[&names, &emails, &types])
+            conn.query(&conn.stmts.existing, &[&names, &emails, &types])
                 .await?
         };
         let mut existing: HashMap<Key<'_>, (uuid::Uuid, &str, Option<&str>, SystemTime)> =

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
-use kc_core::db::{self, DbError, Jsonb, Pool, Statements};
+use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
 use kc_core::json;
 use kc_core::model::{Credential, VerifyRequest, View};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
@@ -17,22 +17,22 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, Row, Statement};
+use tokio_postgres::Row;
 
 /// Every credential whose id is in `$1`. Its columns are read by these names.
 const LOOKUP_MANY: &str = "\
 SELECT id, name, email, credential_type, metadata, issued_by, issuer, issued_at
   FROM credentials WHERE id = ANY($1)";
 
-/// Verification's prepared statements.
+/// Verification's statements.
 pub struct VerifyStatements {
-    lookup: Statement,
+    lookup: Stmt,
 }
 
 impl Statements for VerifyStatements {
-    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
+    async fn prepare(db: &Prepare<'_>) -> Result<Self, tokio_postgres::Error> {
         Ok(VerifyStatements {
-            lookup: client.prepare_typed(LOOKUP_MANY, &[Type::UUID_ARRAY]).await?,
+            lookup: db.stmt(LOOKUP_MANY, &[Type::UUID_ARRAY]).await?,
         })
     }
 }
@@ -54,7 +54,7 @@ impl Batch for LookupBatch {
         ids: &[uuid::Uuid],
         _deadline: Deadline,
     ) -> Result<Vec<Option<Arc<Row>>>, DbError> {
-        let rows = conn.client.query(&conn.stmts.lookup, &[&ids]).await?;
+        let rows = conn.query(&conn.stmts.lookup, &[&ids]).await?;
         let mut by_id = HashMap::with_capacity(rows.len());
         for row in rows {
             by_id.insert(db::column::<uuid::Uuid>(&row, "id")?, Arc::new(row));

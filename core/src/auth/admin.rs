@@ -134,8 +134,9 @@ pub async fn revoke(db: &mut Client, name: &str) -> Result<bool, AdminError> {
 
 /// Every client, revoked ones too, oldest first.
 pub async fn list(db: &Client) -> Result<Vec<ClientInfo>, AdminError> {
+    // Unnamed (no prepared statement to find again): works behind a transaction-mode pooler.
     let rows = db
-        .query(
+        .query_typed(
             "SELECT c.name, c.role, c.credential_types, c.rate_limit, c.created_at, c.revoked_at,
                     (SELECT count(*) FROM api_keys k WHERE k.client_id = c.id AND k.revoked_at IS NULL) AS keys
                FROM api_clients c ORDER BY c.id",

@@ -173,8 +173,10 @@ impl Registry {
         if self.is_loaded() && version == self.version.load(Ordering::Acquire) {
             return Ok(false);
         }
-        // Read after the version: what it loads is at least that new.
-        let rows = client.query(LIVE_KEYS, &[]).await?;
+        // Read after the version: what it loads is at least that new. Unnamed, in
+        // one round trip: nothing left in the session (a transaction-mode pooler
+        // may run the next statement on another server connection).
+        let rows = client.query_typed(LIVE_KEYS, &[]).await?;
         let old = self.snapshot.read().map(|s| s.clone()).unwrap_or_default();
         let limiters: HashMap<i64, Arc<Limiter>> = old
             .keys

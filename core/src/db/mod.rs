@@ -3,6 +3,12 @@
 //! timeouts set; the task's belief whether the database answers
 //! ([`monitor`]); and the database error type that the HTTP layer maps to
 //! 503, 400 or 500.
+//!
+//! Behind a transaction-mode pooler (`DB_POOLER=transaction`: PgBouncer, RDS
+//! Proxy) a connection keeps no session state: no startup `options` (the
+//! server's `statement_timeout` is then the login role's), and a [`Stmt`] is
+//! not prepared but sent with its SQL and parameter types each time, unnamed
+//! (`query_typed`: one round trip, like a prepared statement's execution).
 
 pub mod batch;
 pub mod metrics;
@@ -24,16 +30,74 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::Client;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Row, Statement};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::config::Config;
+use crate::config::{Config, DbPooler};
 
 /// The statements a service prepares on every new connection, so requests never
 /// pay for parsing and planning.
 pub trait Statements: Sized + Send + Sync + 'static {
-    /// Prepares this service's statements on a fresh connection.
-    fn prepare(client: &Client) -> impl Future<Output = Result<Self, tokio_postgres::Error>> + Send;
+    /// Makes this service's statements for a fresh connection with [`Prepare::stmt`].
+    fn prepare(db: &Prepare<'_>) -> impl Future<Output = Result<Self, tokio_postgres::Error>> + Send;
+}
+
+/// A fresh connection that [`Statements::prepare`] makes its statements for.
+pub struct Prepare<'a> {
+    client: &'a Client,
+    /// False behind a transaction-mode pooler: nothing is prepared.
+    named: bool,
+}
+
+impl Prepare<'_> {
+    /// The statement `sql`, whose parameters `$1`, `$2`, … have `types`: prepared
+    /// on the connection (a named statement, parsed and planned once), or under
+    /// `DB_POOLER=transaction` kept as its SQL and types, to be sent unnamed with
+    /// every execution. `types` must name every parameter: without a prepared
+    /// statement nothing infers a missing one (verification/tests/pooler.rs runs
+    /// both services' statements that way).
+    pub async fn stmt(&self, sql: &'static str, types: &[Type]) -> Result<Stmt, tokio_postgres::Error> {
+        let prepared = if self.named {
+            Some(self.client.prepare_typed(sql, types).await?)
+        } else {
+            None
+        };
+        Ok(Stmt {
+            sql,
+            types: types.to_vec(),
+            prepared,
+        })
+    }
+}
+
+/// One of a service's statements on one connection (see [`Prepare::stmt`]).
+pub struct Stmt {
+    sql: &'static str,
+    types: Vec<Type>,
+    prepared: Option<Statement>,
+}
+
+impl Stmt {
+    /// Runs the statement with `params` on `client` (the connection it was made
+    /// for): the prepared statement, or its SQL and types unnamed in one round
+    /// trip (Parse, Bind, Describe, Execute, Sync), which leaves nothing behind
+    /// on the server connection a transaction-mode pooler lent.
+    pub async fn query(&self, client: &Client, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        if let Some(prepared) = &self.prepared {
+            return Ok(client.query(prepared, params).await?);
+        }
+        if params.len() != self.types.len() {
+            return Err(DbError::Other(format!(
+                "{} parameters for a statement of {} types",
+                params.len(),
+                self.types.len()
+            )));
+        }
+        let typed: Vec<(&(dyn ToSql + Sync), Type)> =
+            params.iter().copied().zip(self.types.iter().cloned()).collect();
+        Ok(client.query_typed(self.sql, &typed).await?)
+    }
 }
 
 /// A pooled connection together with its prepared statements.
@@ -47,10 +111,43 @@ pub struct Conn<S> {
     broken: AtomicBool,
 }
 
-/// Opens connections through bb8-postgres and prepares `S` on each.
+impl<S> Conn<S> {
+    /// Runs `stmt`, one of this connection's statements, with `params` (see [`Stmt::query`]).
+    pub async fn query(&self, stmt: &Stmt, params: &[&(dyn ToSql + Sync)]) -> Result<Vec<Row>, DbError> {
+        stmt.query(&self.client, params).await
+    }
+}
+
+/// Opens connections through bb8-postgres and prepares `S` on each. The
+/// monitor's probe connects with a clone, so it connects exactly as the pool
+/// does (see [`monitor`]).
 pub struct Manager<S> {
     inner: PostgresConnectionManager<MakeRustlsConnect>,
+    pooler: DbPooler,
+    /// `DB_STATEMENT_TIMEOUT_MS`, as the probe expects to find it on the server.
+    statement_timeout_ms: u128,
     _statements: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for Manager<S> {
+    fn clone(&self) -> Self {
+        Manager {
+            inner: self.inner.clone(),
+            pooler: self.pooler,
+            statement_timeout_ms: self.statement_timeout_ms,
+            _statements: PhantomData,
+        }
+    }
+}
+
+impl<S> Manager<S> {
+    /// What statements are made with on the fresh connection `client`.
+    fn prepare<'a>(&self, client: &'a Client) -> Prepare<'a> {
+        Prepare {
+            client,
+            named: self.pooler == DbPooler::None,
+        }
+    }
 }
 
 impl<S: Statements> ManageConnection for Manager<S> {
@@ -59,7 +156,7 @@ impl<S: Statements> ManageConnection for Manager<S> {
 
     async fn connect(&self) -> Result<Self::Connection, Self::Error> {
         let client = self.inner.connect().await?;
-        let stmts = S::prepare(&client).await?;
+        let stmts = S::prepare(&self.prepare(&client)).await?;
         Ok(Conn {
             client,
             stmts,
@@ -90,13 +187,23 @@ impl fmt::Debug for Sink {
     }
 }
 
+/// Why connecting failed, in the server's words (tokio-postgres' Display says
+/// only "db error"), with what to do when it is a pooler refusing `options`.
+fn describe(error: &tokio_postgres::Error) -> String {
+    let Some(db) = error.as_db_error() else {
+        return error.to_string();
+    };
+    let hint = if db.message().contains("startup parameter") {
+        ": a pooler refuses the startup options; behind a transaction-mode pooler set DB_POOLER=transaction"
+    } else {
+        ""
+    };
+    format!("{} ({}){hint}", db.message(), db.code().code())
+}
+
 impl ErrorSink<tokio_postgres::Error> for Sink {
     fn sink(&self, error: tokio_postgres::Error) {
-        // tokio-postgres' Display says only "db error" for server errors; show the server's words.
-        let why = match error.as_db_error() {
-            Some(db) => format!("{} ({})", db.message(), db.code().code()),
-            None => error.to_string(),
-        };
+        let why = describe(&error);
         log::error!(target: "db", error = why.as_str(); "database connection failed");
         self.0.report_down(&why);
     }
@@ -127,9 +234,15 @@ impl<S: Statements> Clone for Pool<S> {
 /// The server-side limits every pooled connection sets at start-up (no extra
 /// round trip): PostgreSQL itself cancels a statement that runs longer than
 /// `DB_STATEMENT_TIMEOUT_MS` and ends a session idle in a transaction, so work
-/// a request was answered 503 for does not go on without it.
+/// a request was answered 503 for does not go on without it. Not behind a
+/// transaction-mode pooler, which refuses `options`: there the login role
+/// carries them (docs/DEPLOYMENT.md), and the deadline a write carries still
+/// keeps a late statement from storing anything.
 fn with_server_timeouts(config: &Config) -> tokio_postgres::Config {
     let mut db = config.db.clone();
+    if config.db_pooler == DbPooler::Transaction {
+        return db;
+    }
     let ms = config.db_statement_timeout.as_millis();
     let limits = format!("-c statement_timeout={ms} -c idle_in_transaction_session_timeout={ms}");
     let options = match db.get_options() {
@@ -145,14 +258,16 @@ impl<S: Statements> Pool<S> {
     /// task starts, and serves health checks, even while the database is down.
     /// What the database layer does is counted in `metrics`.
     pub fn new(config: &Config, metrics: Arc<DbMetrics>) -> Self {
-        let monitor = Monitor::start(config);
         let manager = Manager {
             inner: PostgresConnectionManager::new(
                 with_server_timeouts(config),
                 config.db_tls_connector.clone(),
             ),
+            pooler: config.db_pooler,
+            statement_timeout_ms: config.db_statement_timeout.as_millis(),
             _statements: PhantomData,
         };
+        let monitor = Monitor::start(manager.clone());
         let inner = bb8::Pool::builder()
             .max_size(config.db_pool_size)
             .connection_timeout(config.db_connect_timeout)
@@ -301,6 +416,9 @@ impl From<tokio_postgres::Error> for DbError {
                 SqlState::CRASH_SHUTDOWN,
                 SqlState::CANNOT_CONNECT_NOW,
                 SqlState::TOO_MANY_CONNECTIONS,
+                // A prepared statement gone from the session: a transaction-mode
+                // pooler lent another server connection (DB_POOLER is not set).
+                SqlState::INVALID_SQL_STATEMENT_NAME,
             ]
             .contains(code);
         let transient = [

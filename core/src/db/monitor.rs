@@ -9,9 +9,16 @@
 //!   time out reports the database down at once, and requests get 503 in
 //!   microseconds from then on ([`Monitor::is_down`]);
 //! - one probe per task, on a connection of its own (not the request pool,
-//!   which may be saturated), runs `SELECT 1` every [`PROBE_INTERVAL`] while the
-//!   database is up, and reconnects with backoff (from [`RETRY_MIN`] to
-//!   [`RETRY_MAX`]) while it is down; the first success brings the task back;
+//!   which may be saturated) made exactly as the pool makes its connections
+//!   (the same startup parameters, the service's statements prepared the same
+//!   way), runs `SELECT 1` as requests run theirs every [`PROBE_INTERVAL`]
+//!   while the database is up, and reconnects with backoff (from [`RETRY_MIN`]
+//!   to [`RETRY_MAX`]) while it is down; the first success brings the task
+//!   back. So a database that answers a plain connection but refuses the
+//!   pool's (a pooler refusing `options`) is down, not up; and so is one that
+//!   silently dropped the pool's `statement_timeout` (a pooler told to ignore
+//!   `options`, which then loses named statements too) unless `DB_POOLER` says
+//!   a pooler is there;
 //! - `/health` answers from the belief ([`Monitor::is_up`]), so many
 //!   load-balancer nodes checking every task cost the database nothing and
 //!   never wait. Until the first probe has answered, the task claims nothing:
@@ -21,7 +28,9 @@
 //! [`PROBE_TIMEOUT`] at most [`PROBE_INTERVAL`] after it froze; a database that
 //! comes back is found at the next retry, at most [`RETRY_MAX`] later.
 
-use crate::config::Config;
+use super::{Conn, Manager, Statements, Stmt};
+use crate::config::DbPooler;
+use bb8::ManageConnection;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -74,12 +83,12 @@ impl Monitor {
         }))
     }
 
-    /// A monitor of the database in `config`, with its probe running; the
-    /// first probe answers within [`PROBE_TIMEOUT`]. The probe stops once every
-    /// other handle is dropped.
-    pub fn start(config: &Config) -> Self {
+    /// A monitor of the database the pool of `manager` connects to, with its
+    /// probe running on a connection `manager` makes; the first probe answers
+    /// within [`PROBE_TIMEOUT`]. The probe stops once every other handle is dropped.
+    pub(crate) fn start<S: Statements>(manager: Manager<S>) -> Self {
         let monitor = Monitor::new();
-        tokio::spawn(probe(monitor.0.clone(), config.clone()));
+        tokio::spawn(probe(monitor.0.clone(), manager));
         monitor
     }
 
@@ -135,22 +144,23 @@ impl Monitor {
     }
 }
 
-/// The probe: one connection of its own, `SELECT 1` on it, reconnecting with
-/// backoff while the database is down. Ends when the monitor's last other
-/// handle is gone.
-async fn probe(state: Arc<State>, config: Config) {
+/// The probe: one connection of its own, made as the pool makes them,
+/// `SELECT 1` on it, reconnecting with backoff while the database is down.
+/// Ends when the monitor's last other handle is gone.
+async fn probe<S: Statements>(state: Arc<State>, manager: Manager<S>) {
     let monitor = Monitor(state);
-    let mut client: Option<tokio_postgres::Client> = None;
+    let mut conn: Option<(Conn<S>, Stmt)> = None;
     let mut retry = RETRY_MIN;
+    let mut warned = false;
     while Arc::strong_count(&monitor.0) > 1 {
-        let answered = match ask(&mut client, &config).await {
+        let answered = match ask(&mut conn, &manager, &mut warned).await {
             Ok(()) => {
                 monitor.report_up();
                 retry = RETRY_MIN;
                 true
             }
             Err(why) => {
-                client = None;
+                conn = None;
                 monitor.report_down(&why);
                 false
             }
@@ -171,24 +181,72 @@ async fn probe(state: Arc<State>, config: Config) {
     }
 }
 
-/// Connects if needed, then runs `SELECT 1`, all within [`PROBE_TIMEOUT`].
-async fn ask(client: &mut Option<tokio_postgres::Client>, config: &Config) -> Result<(), String> {
+/// Connects if needed (as the pool does, then checks the session: see
+/// [`check_session`]), then runs `SELECT 1` as requests run their statements,
+/// all within [`PROBE_TIMEOUT`].
+async fn ask<S: Statements>(
+    conn: &mut Option<(Conn<S>, Stmt)>,
+    manager: &Manager<S>,
+    warned: &mut bool,
+) -> Result<(), String> {
     let attempt = async {
-        if client.as_ref().is_none_or(|c| c.is_closed()) {
-            *client = Some(super::connect_once(config).await.map_err(|e| e.to_string())?);
-        }
-        match client.as_ref() {
-            Some(c) => c
-                .simple_query("SELECT 1")
+        if conn.as_ref().is_none_or(|(c, _)| c.client.is_closed()) {
+            let fresh = manager.connect().await.map_err(|e| super::describe(&e))?;
+            check_session(&fresh.client, manager, warned).await?;
+            let select = manager
+                .prepare(&fresh.client)
+                .stmt("SELECT 1", &[])
                 .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| super::describe(&e))?;
+            *conn = Some((fresh, select));
+        }
+        match conn.as_ref() {
+            Some((c, select)) => c.query(select, &[]).await.map(|_| ()).map_err(|e| e.to_string()),
             None => Err("no connection".to_owned()),
         }
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
         Ok(result) => result,
         Err(_) => Err(format!("no answer within {} ms", PROBE_TIMEOUT.as_millis())),
+    }
+}
+
+/// Whether the server applies the limits the pool counts on. Without a pooler
+/// setting the session's `statement_timeout` must be the one sent at start-up:
+/// if it is not, something between (a pooler told to ignore `options`) dropped
+/// it, and would lend other server connections without the pool's prepared
+/// statements too, so the database counts as down, with the reason. Behind a
+/// transaction-mode pooler the limit is the login role's: its absence is
+/// logged once, not fatal (a write's deadline still keeps a late one from storing).
+async fn check_session<S>(
+    client: &tokio_postgres::Client,
+    manager: &Manager<S>,
+    warned: &mut bool,
+) -> Result<(), String> {
+    let rows = client
+        .simple_query("SELECT setting FROM pg_settings WHERE name = 'statement_timeout'")
+        .await
+        .map_err(|e| super::describe(&e))?;
+    let setting = rows
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let expected = manager.statement_timeout_ms.to_string();
+    match manager.pooler {
+        DbPooler::None if setting != expected => Err(format!(
+            "the server's statement_timeout is {setting} ms, not the {expected} ms this task sent at start-up: \
+             something between dropped its startup options (a transaction-mode pooler? set DB_POOLER=transaction)"
+        )),
+        DbPooler::Transaction if setting == "0" && !*warned => {
+            *warned = true;
+            log::warn!(target: "db", expected_ms = expected.as_str();
+                "no server-side statement_timeout behind the pooler: set it on the login role (docs/DEPLOYMENT.md)");
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
