@@ -39,6 +39,7 @@ pub fn credential() -> Credential<'static> {
         issued_by: "ip-10-0-1-123.ec2.internal",
         issuer: Some("acme-issuer"),
         issued_at: UNIX_EPOCH + Duration::from_millis(1_759_833_000_123),
+        valid_until: None,
     }
 }
 

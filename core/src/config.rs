@@ -88,6 +88,9 @@ pub struct Config {
     /// `HTTP_KEEP_ALIVE_SECONDS`: how long an idle keep-alive connection stays open (default 75,
     /// longer than the ALB's 60 s idle timeout so the ALB, not the task, closes it).
     pub keep_alive: Duration,
+    /// `CREDENTIAL_MAX_VALIDITY_DAYS`: how far in the future an issued credential's `validUntil`
+    /// may be (default 3650, about ten years).
+    pub credential_max_validity: Duration,
 }
 
 /// What sits between a task and PostgreSQL (`DB_POOLER`).
@@ -241,6 +244,15 @@ impl Config {
             trusted_proxy_hops: parse(&get, "TRUSTED_PROXY_HOPS", 0usize, 0..=8)?,
             header_timeout: millis(&get, "HTTP_HEADER_TIMEOUT_MS", 10_000)?,
             keep_alive: Duration::from_secs(parse(&get, "HTTP_KEEP_ALIVE_SECONDS", 75u64, 1..=3600)?),
+            credential_max_validity: Duration::from_secs(
+                86_400
+                    * parse(
+                        &get,
+                        "CREDENTIAL_MAX_VALIDITY_DAYS",
+                        crate::model::rules::MAX_VALIDITY_DAYS,
+                        1..=36_500,
+                    )?,
+            ),
         })
     }
 

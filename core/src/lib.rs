@@ -1,6 +1,7 @@
 //! Everything the issuance and verification services share. A service crate
-//! implements [`Endpoint`] for its one business route (its handler and its
-//! statements) and calls [`app::main`]; everything else is here.
+//! implements [`Endpoint`] for its business route (its handler and its
+//! statements, and the actions on one credential it serves, such as issuance's
+//! revoke) and calls [`app::main`]; everything else is here.
 //!
 //! ## The map
 //!
@@ -13,13 +14,13 @@
 //! | `auth/` | who is calling: API keys and their hashes, the clients in memory, rate limits, the `clients` command |
 //! | `config.rs` | every environment variable, parsed and checked once at start-up |
 //! | `http/conn.rs` | accepting connections, the connection cap, keep-alive and slow-client timeouts, graceful shutdown |
-//! | `http/router.rs` | path and method to route (404, 405) |
+//! | `http/router.rs` | path and method to route (404, 405); `{api}/{id}/{action}` routes by their template |
 //! | `http/request.rs` | the request id, the content type, reading a bounded body (413, 415, 408) |
 //! | `http/response.rs` | [`Reply`], and the headers every response carries (ids, security, CORS) |
 //! | `error.rs` | [`ApiError`], and the one place errors become HTTP statuses and bodies |
 //! | `health.rs` | the health endpoints' answers |
 //! | `json/read.rs`, `json/write.rs` | parsing bodies in place (simd-json); writing bodies into a buffer |
-//! | `model/request.rs` | the two request bodies, read and normalised |
+//! | `model/request.rs` | the request bodies (issuance, verification, revocation), read and normalised |
 //! | `model/rules.rs` | the validation rules, their limits and messages |
 //! | `model/credential.rs` | a stored credential as both services return it |
 //! | `db/mod.rs` | the pool (statements prepared per connection, server-side timeouts), [`db::DbError`] |
@@ -29,7 +30,7 @@
 //! | `migrate.rs` | the migrations in `sql/`, applied under an advisory lock |
 //! | `metrics/mod.rs` | what a task counts (`db/metrics.rs` for the database layer), exposed on `METRICS_PORT` |
 //! | `metrics/process.rs`, `metrics/emf.rs` | the process's CPU, memory and descriptors; CloudWatch EMF lines (`METRICS_EMF_SECONDS`) |
-//! | `logging.rs`, `time.rs` | JSON log lines; RFC 3339 timestamps |
+//! | `logging.rs`, `time.rs` | JSON log lines; RFC 3339 timestamps, written and strictly read |
 //!
 //! ## One request
 //!

@@ -87,6 +87,7 @@ fn whatever_issuance_accepts_round_trips() {
                 issued_by: "roundtrip",
                 issuer: None,
                 issued_at: std::time::UNIX_EPOCH,
+                valid_until: None,
             }
             .write(o, "credential")
         });

@@ -190,6 +190,7 @@ fn returned(c: &Issued) -> Value {
         issued_by: "fuzz",
         issuer: None,
         issued_at: std::time::UNIX_EPOCH,
+        valid_until: None,
     };
     let written = object(|o| credential.write(o, "credential"));
     let mut value: Value = serde_json::from_slice(&written).unwrap_or_else(|e| {

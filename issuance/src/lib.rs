@@ -6,19 +6,25 @@
 //! only when some triple was taken does a second statement find its holder.
 //! Exactly one of N identical concurrent requests wins, on any number of tasks
 //! and inside one batch, because the database's unique constraint decides.
+//!
+//! `POST /issuance/credentials/{id}/revoke` revokes a credential: only the
+//! client that issued it may (anyone with `AUTH_MODE=off`); to any other it does
+//! not exist (404). One UPDATE per revocation, through a coalescer of its own
+//! with one lane, so it is admitted, shed and timed out like an issuance.
 
 use bytes::Bytes;
 use hyper::StatusCode;
 use kc_core::auth::{Caller, Role};
-use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
+use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
 use kc_core::json;
-use kc_core::model::{Credential, NewCredential};
+use kc_core::model::{canonical_uuid, Credential, NewCredential, RevokeRequest};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use tokio_postgres::types::Type;
+use tokio_postgres::Row;
 
 /// Inserts a batch; returns the rows it inserted. One round trip when every
 /// triple is new, the common case.
@@ -33,10 +39,10 @@ use tokio_postgres::types::Type;
 /// a frozen server's socket and runs once the requests were answered 503
 /// stores nothing. The returned columns are read by these names.
 const ISSUE_MANY: &str = "\
-INSERT INTO credentials (id, name, email, credential_type, metadata, issuer, issued_by)
-SELECT id, name, email, credential_type, metadata, issuer, $7
-  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[])
-    AS t(id, name, email, credential_type, metadata, issuer)
+INSERT INTO credentials (id, name, email, credential_type, metadata, issuer, valid_until, issued_by)
+SELECT id, name, email, credential_type, metadata, issuer, valid_until, $7
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[], $9::timestamptz[])
+    AS t(id, name, email, credential_type, metadata, issuer, valid_until)
  WHERE kc_before_deadline($8)
 ON CONFLICT ON CONSTRAINT unique_credential DO NOTHING
 RETURNING id, metadata, issued_at";
@@ -49,12 +55,28 @@ SELECT c.id, c.issued_by::text, c.issuer, c.issued_at, c.name::text, c.email::te
   JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(name, email, credential_type)
     ON c.name = k.name AND c.email = k.email AND c.credential_type = k.credential_type";
 
+/// Revokes the credential `$1` if `$2` issued it (any credential when `$2` is
+/// NULL: `AUTH_MODE=off`), with the reason `$3`; returns it, or no row when
+/// there is no such credential for this caller. A second revocation keeps the
+/// first one's time and reason. `$4` is the deadline, as for [`ISSUE_MANY`].
+/// The issuance role may UPDATE only these two columns (sql/005).
+const REVOKE: &str = "\
+UPDATE credentials
+   SET revoked_at = COALESCE(revoked_at, CURRENT_TIMESTAMP),
+       revocation_reason = CASE WHEN revoked_at IS NULL THEN $3::text ELSE revocation_reason END
+ WHERE id = $1 AND ($2::text IS NULL OR issuer = $2::text) AND kc_before_deadline($4)
+RETURNING id, name, email, credential_type, metadata, issued_by, issuer, issued_at, valid_until,
+          revoked_at, revocation_reason";
+
+/// The types of [`REVOKE`]'s parameters `$1`–`$4`.
+const REVOKE_TYPES: [Type; 4] = [Type::UUID, Type::TEXT, Type::TEXT, Type::TIMESTAMPTZ];
+
 /// How often a request tries again when the row it conflicted with is gone by
 /// the time it looks (only if credentials are being deleted concurrently).
 const ATTEMPTS: usize = 3;
 
-/// The types of [`ISSUE_MANY`]'s parameters `$1`–`$8`.
-const ISSUE_TYPES: [Type; 8] = [
+/// The types of [`ISSUE_MANY`]'s parameters `$1`–`$9`.
+const ISSUE_TYPES: [Type; 9] = [
     Type::UUID_ARRAY,
     Type::TEXT_ARRAY,
     Type::TEXT_ARRAY,
@@ -63,6 +85,7 @@ const ISSUE_TYPES: [Type; 8] = [
     Type::TEXT_ARRAY,
     Type::TEXT,
     Type::TIMESTAMPTZ,
+    Type::TIMESTAMPTZ_ARRAY,
 ];
 
 /// The types of [`EXISTING_MANY`]'s parameters `$1`–`$3`.
@@ -72,6 +95,7 @@ const EXISTING_TYPES: [Type; 3] = [Type::TEXT_ARRAY, Type::TEXT_ARRAY, Type::TEX
 pub struct IssueStatements {
     issue: Stmt,
     existing: Stmt,
+    revoke: Stmt,
 }
 
 impl Statements for IssueStatements {
@@ -79,6 +103,7 @@ impl Statements for IssueStatements {
         Ok(IssueStatements {
             issue: db.stmt(ISSUE_MANY, &ISSUE_TYPES).await?,
             existing: db.stmt(EXISTING_MANY, &EXISTING_TYPES).await?,
+            revoke: db.stmt(REVOKE, &REVOKE_TYPES).await?,
         })
     }
 }
@@ -92,6 +117,7 @@ pub struct Pending {
     credential_type: String,
     metadata: Option<String>,
     issuer: Option<Arc<str>>,
+    valid_until: Option<SystemTime>,
 }
 
 impl Pending {
@@ -104,11 +130,12 @@ impl Pending {
             credential_type: c.credential_type().to_owned(),
             metadata: c.metadata().map(str::to_owned),
             issuer,
+            valid_until: c.valid_until(),
         }
     }
 }
 
-/// The column arrays [`ISSUE_MANY`] binds as `$1`–`$5`: one element per request.
+/// The column arrays [`ISSUE_MANY`] binds as `$1`–`$6` and `$9`: one element per request.
 pub struct IssueParams<'a> {
     /// `$1`, the ids.
     pub ids: Vec<uuid::Uuid>,
@@ -122,6 +149,8 @@ pub struct IssueParams<'a> {
     pub metadata: Vec<Option<Jsonb<&'a str>>>,
     /// `$6`, the issuing clients' names.
     pub issuers: Vec<Option<&'a str>>,
+    /// `$9`, the ends of validity.
+    pub valid_until: Vec<Option<SystemTime>>,
 }
 
 impl<'a> IssueParams<'a> {
@@ -134,6 +163,7 @@ impl<'a> IssueParams<'a> {
             types: items.iter().map(|p| p.credential_type.as_str()).collect(),
             metadata: items.iter().map(|p| p.metadata.as_deref().map(Jsonb)).collect(),
             issuers: items.iter().map(|p| p.issuer.as_deref()).collect(),
+            valid_until: items.iter().map(|p| p.valid_until).collect(),
         }
     }
 }
@@ -187,6 +217,7 @@ impl Batch for IssueBatch {
                     &p.issuers,
                     &self.worker_id,
                     &deadline.0,
+                    &p.valid_until,
                 ],
             )
             .await?;
@@ -257,9 +288,51 @@ fn key(p: &Pending) -> Key<'_> {
     (&p.name, &p.email, &p.credential_type)
 }
 
+/// One revocation: the credential, the client that must have issued it (None
+/// with `AUTH_MODE=off`: any), and the reason given.
+pub struct Revocation {
+    id: uuid::Uuid,
+    issuer: Option<Arc<str>>,
+    reason: Option<String>,
+}
+
+/// Runs [`REVOKE`] once per revocation of a batch (revocations are rare: the
+/// coalescer is for its admission control, deadline and timeout, not its
+/// batching). The row is the revoked credential; None when this caller has no
+/// such credential.
+pub struct RevokeBatch;
+
+impl Batch for RevokeBatch {
+    type Source = Pool<IssueStatements>;
+    type Item = Revocation;
+    type Output = Option<Row>;
+
+    async fn run(
+        &self,
+        conn: &<Pool<IssueStatements> as Source>::Conn,
+        items: &[Revocation],
+        deadline: Deadline,
+    ) -> Result<Vec<Option<Row>>, DbError> {
+        let mut revoked = Vec::with_capacity(items.len());
+        for r in items {
+            let rows = conn
+                .query(
+                    &conn.stmts.revoke,
+                    &[&r.id, &r.issuer.as_deref(), &r.reason, &deadline.0],
+                )
+                .await?;
+            revoked.push(rows.into_iter().next());
+        }
+        Ok(revoked)
+    }
+}
+
 /// The issuance service.
 pub struct Issuance {
     batches: Coalescer<IssueBatch>,
+    revocations: Coalescer<RevokeBatch>,
+    /// `CREDENTIAL_MAX_VALIDITY_DAYS`.
+    max_validity: Duration,
 }
 
 impl Endpoint for Issuance {
@@ -267,14 +340,30 @@ impl Endpoint for Issuance {
     const PATH: &'static str = "/issuance/credentials";
     const OUTCOME_KEY: &'static str = "success";
     const ANONYMOUS: bool = false;
+    const ACTIONS: &'static [&'static str] = &["revoke"];
     type Statements = IssueStatements;
 
     fn new(pool: Pool<IssueStatements>, config: &Config) -> Self {
         let batch = IssueBatch {
             worker_id: config.worker_id.clone(),
         };
+        // One lane (one pooled connection at most), and few revocations per
+        // batch, since each is a statement of its own.
+        let limits = Limits {
+            lanes: 1,
+            batch_max: REVOKE_BATCH_MAX,
+            ..Limits::new(config)
+        };
         Issuance {
             batches: Coalescer::on_pool(&pool, batch, config),
+            revocations: Coalescer::new(
+                pool.clone(),
+                pool.monitor().clone(),
+                pool.metrics().clone(),
+                RevokeBatch,
+                limits,
+            ),
+            max_validity: config.credential_max_validity,
         }
     }
 
@@ -285,7 +374,7 @@ impl Endpoint for Issuance {
         }
         // simd-json rewrites its input; `body` stays intact for the raw metadata.
         let mut scratch = body.to_vec();
-        let credential = NewCredential::parse(&body, &mut scratch)?;
+        let credential = NewCredential::parse_within(&body, &mut scratch, self.max_validity)?;
         let issuer = permitted(ctx.caller, credential.credential_type())?;
         let id = uuid::Uuid::new_v4();
         let owner = ctx.caller.owner();
@@ -321,7 +410,50 @@ impl Endpoint for Issuance {
             "the conflicting credential kept disappearing".into(),
         ))
     }
+
+    async fn handle_action(
+        &self,
+        ctx: &RequestCtx<'_>,
+        action: &'static str,
+        id: &str,
+        body: Bytes,
+    ) -> Result<Reply, ApiError> {
+        match action {
+            "revoke" => self.revoke(ctx, id, body).await,
+            _ => Err(ApiError::NotFound),
+        }
+    }
 }
+
+impl Issuance {
+    /// `POST /issuance/credentials/{id}/revoke`: 200 with the credential and
+    /// when it was revoked (the first time); 404 when the caller did not issue
+    /// it, as when it does not exist.
+    async fn revoke(&self, ctx: &RequestCtx<'_>, id: &str, body: Bytes) -> Result<Reply, ApiError> {
+        let issuer = match ctx.caller {
+            Caller::Open(_) => None,
+            Caller::Client(c) if c.role == Role::Issuer => Some(c.name.clone()),
+            _ => return Err(ApiError::Forbidden("This API key may not revoke credentials")),
+        };
+        let mut scratch = body.to_vec();
+        let request = RevokeRequest::parse(&body, &mut scratch)?;
+        let Some(id) = canonical_uuid(id) else {
+            return Ok(unknown(ctx));
+        };
+        let revocation = Revocation {
+            id,
+            issuer,
+            reason: request.reason().map(str::to_owned),
+        };
+        match self.revocations.submit_as(ctx.caller.owner(), revocation).await? {
+            Some(row) => revoked(ctx, &row),
+            None => Ok(unknown(ctx)),
+        }
+    }
+}
+
+/// Revocations one batch may carry: each is a statement of its own.
+const REVOKE_BATCH_MAX: usize = 16;
 
 const NOT_AN_ISSUER: &str = "This API key may not issue credentials";
 
@@ -355,6 +487,7 @@ pub fn issued(
         issued_by: ctx.worker_id,
         issuer: ctx.caller.client().map(|c| &*c.name),
         issued_at,
+        valid_until: c.valid_until(),
     };
     log::info!(request_id = ctx.request_id, id:% = id, client = ctx.caller.name(); "credential issued");
     Reply::json(
@@ -382,6 +515,36 @@ fn conflict(ctx: &RequestCtx<'_>, existing: Option<(uuid::Uuid, &str, SystemTime
                         .str("issuedAt", &kc_core::time::rfc3339_millis(issued_at));
                 });
             }
+        }),
+    )
+}
+
+/// 200 with the revoked credential, whole (only its issuer gets here), when it
+/// was revoked and why: the first revocation's, however often it is revoked.
+fn revoked(ctx: &RequestCtx<'_>, row: &Row) -> Result<Reply, ApiError> {
+    let credential = Credential::from_row(row)?;
+    let revoked_at: SystemTime = db::column(row, "revoked_at")?;
+    let reason: Option<&str> = db::column(row, "revocation_reason")?;
+    log::info!(request_id = ctx.request_id, id:% = credential.id, client = ctx.caller.name(); "credential revoked");
+    Ok(Reply::json(
+        StatusCode::OK,
+        json::object(|o| {
+            o.bool("success", true).str("message", "Credential revoked");
+            credential.write(o, "credential");
+            o.str("revokedAt", &kc_core::time::rfc3339_millis(revoked_at))
+                .str_or_null("revocationReason", reason);
+        }),
+    ))
+}
+
+/// 404 for a revocation of a credential that does not exist, or that the
+/// caller did not issue: the two look the same.
+fn unknown(ctx: &RequestCtx<'_>) -> Reply {
+    log::info!(request_id = ctx.request_id, client = ctx.caller.name(); "no such credential to revoke");
+    Reply::json(
+        StatusCode::NOT_FOUND,
+        json::object(|o| {
+            o.bool("success", false).str("message", "Credential not found");
         }),
     )
 }

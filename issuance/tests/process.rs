@@ -225,7 +225,8 @@ async fn migrate_applies_the_schema_once_and_exits() {
             "001_create_credentials_table",
             "002_statement_deadline",
             "003_api_clients",
-            "004_roles"
+            "004_roles",
+            "005_lifecycle"
         ]
     );
     let kind: String = client

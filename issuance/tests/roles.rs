@@ -108,7 +108,8 @@ async fn count(client: &Client, table: &str) -> i64 {
         .get(0)
 }
 
-/// Reads every table a service reads, and is refused every write but INSERT.
+/// Reads every table a service reads, and is refused every write but INSERT
+/// (and, for issuance, the revocation columns' UPDATE).
 async fn reads_only(client: &Client) {
     for table in ["credentials", "api_clients", "api_keys", "api_clients_version"] {
         count(client, table).await;
@@ -147,7 +148,7 @@ async fn the_verification_role_reads_and_cannot_write() {
 }
 
 #[tokio::test]
-async fn the_issuance_role_inserts_and_reads_and_nothing_else() {
+async fn the_issuance_role_inserts_reads_and_revokes_and_nothing_else() {
     let (db, _user, client) = member_of("kc_issuance").await;
     // The service's own statement shape: a deadline and ON CONFLICT ... RETURNING.
     let row = client
@@ -162,6 +163,20 @@ async fn the_issuance_role_inserts_and_reads_and_nothing_else() {
         .expect("the issuance role inserts");
     let _: uuid::Uuid = row.get(0);
     assert_eq!(count(&client, "credentials").await, 2);
+    // It revokes: it may UPDATE the two revocation columns (sql/005), and no other.
+    client
+        .batch_execute(
+            "UPDATE credentials SET revoked_at = now(), revocation_reason = 'r' WHERE name = 'Bob'",
+        )
+        .await
+        .expect("the issuance role revokes");
+    for sql in [
+        "UPDATE credentials SET valid_until = now()",
+        "UPDATE credentials SET revoked_at = now(), issuer = 'eve'",
+        "UPDATE credentials SET issued_at = now()",
+    ] {
+        refused(&client, sql).await;
+    }
     reads_only(&client).await;
     assert_eq!(db.count_credentials().await, 2);
 }
@@ -182,6 +197,15 @@ async fn the_issuance_service_runs_as_the_issuance_role() {
     let again = app.post_json("/issuance/credentials", &body).await;
     // The existing credential is read back as the same role.
     assert_eq!(again.status, 409, "{:?}", again.body);
+    // And revoked as that role.
+    let id = res.json()["credential"]["id"].as_str().unwrap().to_owned();
+    let revoked = app
+        .post_json(
+            &format!("/issuance/credentials/{id}/revoke"),
+            &json!({ "reason": "r" }),
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{:?}", revoked.body);
     assert_eq!(db.count_credentials().await, 2);
 }
 

@@ -114,6 +114,13 @@ def db_roles():
             need(set(re.split(r",\s*", privileges)) <= {"SELECT", "INSERT", "USAGE", "EXECUTE"},
                  f"004_roles.sql grants {privileges} to kc_issuance")
     need(not re.search(r"ALTER DEFAULT PRIVILEGES", sql), "004_roles.sql: no default privileges (each migration grants)")
+    # Revocation: the issuance role may UPDATE the two revocation columns, and nothing else.
+    lifecycle = open("sql/005_lifecycle.sql").read()
+    need('("005_lifecycle", include_str!("../../sql/005_lifecycle.sql"))' in open("core/src/migrate.rs").read(),
+         "sql/005_lifecycle.sql is not registered in core/src/migrate.rs")
+    for privileges, _, grantees in re.findall(r"^\s*GRANT (.+?) ON (?:FUNCTION )?(.+?) TO (.+?);", lifecycle, re.M):
+        need(grantees.strip() == "kc_issuance" and privileges.strip() == "UPDATE (revoked_at, revocation_reason)",
+             f"005_lifecycle.sql grants {privileges} to {grantees}")
     cm = k8s("configmap.yaml")[0]["data"]
     need(cm.get("RUN_MIGRATIONS") == "false", "configmap: RUN_MIGRATIONS must be false")
     def secret_names(doc):

@@ -1,6 +1,7 @@
 //! Verification: `POST /verification/credentials` looks a credential up by id,
 //! optionally checks the name and email it was issued to, and returns its
-//! issuance details with the verifying task's id.
+//! issuance details with the verifying task's id; a revoked or expired
+//! credential, read from its row on every request, is a 404 saying so.
 //!
 //! Lookups are coalesced (see `kc_core::db::batch`): the ids that arrive while a
 //! statement is in flight are looked up together with `WHERE id = ANY($1)`.
@@ -9,7 +10,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
-use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
+use kc_core::db::{self, DbError, Pool, Prepare, Statements, Stmt};
 use kc_core::json;
 use kc_core::model::{Credential, VerifyRequest, View};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
@@ -21,7 +22,7 @@ use tokio_postgres::Row;
 
 /// Every credential whose id is in `$1`. Its columns are read by these names.
 const LOOKUP_MANY: &str = "\
-SELECT id, name, email, credential_type, metadata, issued_by, issuer, issued_at
+SELECT id, name, email, credential_type, metadata, issued_by, issuer, issued_at, valid_until, revoked_at
   FROM credentials WHERE id = ANY($1)";
 
 /// Verification's statements.
@@ -85,47 +86,66 @@ impl Endpoint for Verification {
         let mut scratch = body.to_vec();
         let request = VerifyRequest::parse(&body, &mut scratch)?;
         let row = self.batches.submit_as(ctx.caller.owner(), request.id()).await?;
-        let verified_at = kc_core::time::rfc3339_millis(SystemTime::now());
+        let now = SystemTime::now();
+        let verified_at = kc_core::time::rfc3339_millis(now);
         let found = match &row {
-            Some(row) => {
-                let metadata: Option<Jsonb<&str>> = db::column(row, "metadata")?;
-                Some(Credential {
-                    id: request.id(),
-                    name: db::column(row, "name")?,
-                    email: db::column(row, "email")?,
-                    credential_type: db::column(row, "credential_type")?,
-                    metadata: metadata.map(|m| m.0),
-                    issued_by: db::column(row, "issued_by")?,
-                    issuer: db::column(row, "issuer")?,
-                    issued_at: db::column(row, "issued_at")?,
-                })
-            }
+            Some(row) => Some((Credential::from_row(row)?, db::column(row, "revoked_at")?)),
             None => None,
         };
         // A name or email that does not match is answered like an unknown id, so
-        // the response never tells which part was wrong.
-        let matches = |c: &Credential<'_>| {
+        // the response never tells which part was wrong, nor that the id exists.
+        let matches = |(c, _): &(Credential<'_>, Option<SystemTime>)| {
             request.name().is_none_or(|n| n == c.name) && request.email().is_none_or(|e| e == c.email)
         };
-        match found.filter(matches) {
-            Some(credential) => {
+        let refused = match found.filter(matches) {
+            None => Refused::NotFound,
+            Some((_, Some(revoked_at))) => Refused::Revoked(revoked_at),
+            Some((credential, None)) if credential.valid_until.is_some_and(|until| until <= now) => {
+                Refused::Expired
+            }
+            Some((credential, None)) => {
                 let whole = entitled(ctx.caller, &credential, &request);
                 log::info!(request_id = ctx.request_id, id:% = request.id(), client = ctx.caller.name(), whole; "credential verified");
                 let view = if whole { View::Whole } else { View::Public };
-                Ok(verified_view(ctx, &credential, &verified_at, view))
+                return Ok(verified_view(ctx, &credential, &verified_at, view));
             }
-            None => {
-                log::info!(request_id = ctx.request_id, id:% = request.id(); "credential not found or not matching");
-                Ok(Reply::json(
-                    StatusCode::NOT_FOUND,
-                    json::object(|o| {
-                        o.bool("valid", false)
-                            .str("message", "Credential not found or invalid")
-                            .str("verifiedBy", ctx.worker_id)
-                            .str("verifiedAt", &verified_at);
-                    }),
-                ))
-            }
+        };
+        log::info!(request_id = ctx.request_id, id:% = request.id(), reason = refused.as_str(); "credential not valid");
+        Ok(Reply::json(
+            StatusCode::NOT_FOUND,
+            json::object(|o| {
+                o.bool("valid", false)
+                    .str("message", "Credential not found or invalid")
+                    .str("verifiedBy", ctx.worker_id)
+                    .str("verifiedAt", &verified_at)
+                    .str("reason", refused.as_str());
+                if let Refused::Revoked(at) = refused {
+                    o.str("revokedAt", &kc_core::time::rfc3339_millis(at));
+                }
+            }),
+        ))
+    }
+}
+
+/// Why a verification answers 404.
+#[derive(Debug, Clone, Copy)]
+enum Refused {
+    /// No such id, or a name or email that does not match it: one reason for
+    /// both, so a mismatch does not confirm the id exists.
+    NotFound,
+    /// Revoked by its issuer, at this time.
+    Revoked(SystemTime),
+    /// Past its `validUntil`.
+    Expired,
+}
+
+impl Refused {
+    /// As the 404's `reason` says it.
+    fn as_str(self) -> &'static str {
+        match self {
+            Refused::NotFound => "not_found",
+            Refused::Revoked(_) => "revoked",
+            Refused::Expired => "expired",
         }
     }
 }

@@ -35,6 +35,7 @@ fn public(credential: &Value) -> Value {
         "credentialType": credential["credentialType"],
         "issuer": credential["issuer"],
         "issuedAt": credential["issuedAt"],
+        "validUntil": credential["validUntil"],
     })
 }
 

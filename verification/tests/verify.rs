@@ -79,6 +79,7 @@ async fn name_and_email_are_normalised_and_must_match() {
     let unknown = unknown.json();
     assert_eq!(unknown["valid"], false);
     assert_eq!(unknown["message"], "Credential not found or invalid");
+    assert_eq!(unknown["reason"], "not_found");
     assert_eq!(unknown["verifiedBy"], verifier.worker_id.as_str());
     assert!(unknown.get("credential").is_none());
     for body in [

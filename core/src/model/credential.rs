@@ -1,10 +1,14 @@
 //! A stored credential as both services return it, and its JSON writers: the
-//! seven fields of the contract plus `issuer`, the same in a 201 and a 200; and
-//! the public part alone, for callers not entitled to the holder's data.
+//! seven fields of the contract plus `issuer` and `validUntil`, the same in a
+//! 201 and a 200; and the public part alone, for callers not entitled to the
+//! holder's data.
 
+use crate::db::{self, DbError, Jsonb};
 use crate::json;
+use tokio_postgres::Row;
 
-/// A stored credential as both services return it: the seven fields of the contract.
+/// A stored credential as both services return it: the seven fields of the
+/// contract, `issuer` and `validUntil`.
 #[derive(Debug, Clone, Copy)]
 pub struct Credential<'a> {
     /// Its id (UUID v4).
@@ -23,6 +27,8 @@ pub struct Credential<'a> {
     pub issuer: Option<&'a str>,
     /// When it was issued (millisecond precision).
     pub issued_at: std::time::SystemTime,
+    /// The end of its validity (`validUntil`, millisecond precision); None when it has none.
+    pub valid_until: Option<std::time::SystemTime>,
 }
 
 /// How much of a credential a caller may see.
@@ -30,11 +36,30 @@ pub struct Credential<'a> {
 pub enum View {
     /// All of it: the holder's name, email and metadata too.
     Whole,
-    /// What anyone holding the id may see: id, credential type, issuer, issue time.
+    /// What anyone holding the id may see: id, credential type, issuer, issue
+    /// time, end of validity.
     Public,
 }
 
-impl Credential<'_> {
+impl<'a> Credential<'a> {
+    /// The credential a row holds, borrowing its strings: the columns `id`,
+    /// `name`, `email`, `credential_type`, `metadata`, `issued_by`, `issuer`,
+    /// `issued_at` and `valid_until`, read by name.
+    pub fn from_row(row: &'a Row) -> Result<Self, DbError> {
+        let metadata: Option<Jsonb<&str>> = db::column(row, "metadata")?;
+        Ok(Credential {
+            id: db::column(row, "id")?,
+            name: db::column(row, "name")?,
+            email: db::column(row, "email")?,
+            credential_type: db::column(row, "credential_type")?,
+            metadata: metadata.map(|m| m.0),
+            issued_by: db::column(row, "issued_by")?,
+            issuer: db::column(row, "issuer")?,
+            issued_at: db::column(row, "issued_at")?,
+            valid_until: db::column(row, "valid_until")?,
+        })
+    }
+
     /// Writes the credential as a JSON object member named `key`, whole.
     pub fn write(&self, o: &mut json::ObjectWriter<'_>, key: &'static str) {
         self.write_view(o, key, View::Whole);
@@ -57,8 +82,10 @@ impl Credential<'_> {
                 c.raw("metadata", self.metadata.unwrap_or("null"))
                     .str("issuedBy", self.issued_by);
             }
+            let valid_until = self.valid_until.map(crate::time::rfc3339_millis);
             c.str_or_null("issuer", self.issuer)
-                .str("issuedAt", &crate::time::rfc3339_millis(self.issued_at));
+                .str("issuedAt", &crate::time::rfc3339_millis(self.issued_at))
+                .str_or_null("validUntil", valid_until.as_deref());
         });
     }
 }

@@ -1,7 +1,8 @@
 //! The credential model, one file per reason to change:
 //!
 //! - [`request`]: what a client may send, read from its JSON body and normalised
-//!   ([`NewCredential`], [`VerifyRequest`]); holding one means the rules were applied;
+//!   ([`NewCredential`], [`VerifyRequest`], [`RevokeRequest`]); holding one means
+//!   the rules were applied;
 //! - [`identity`]: how names, credential types and emails are prepared (PRECIS),
 //!   so that invisible or combining variants of one identity are one;
 //! - [`rules`]: the validation rules of the HTTP contract, their limits and
@@ -14,5 +15,8 @@ pub mod request;
 pub mod rules;
 
 pub use credential::{Credential, View};
-pub use request::{NewCredential, VerifyRequest};
-pub use rules::{FieldError, Invalid, CREDENTIAL_TYPE_MAX, EMAIL_MAX, METADATA_MAX_DEPTH, NAME_MAX};
+pub use request::{NewCredential, RevokeRequest, VerifyRequest};
+pub use rules::{
+    canonical_uuid, FieldError, Invalid, CREDENTIAL_TYPE_MAX, EMAIL_MAX, MAX_VALIDITY_DAYS,
+    METADATA_MAX_DEPTH, NAME_MAX, REASON_MAX,
+};

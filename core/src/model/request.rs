@@ -3,13 +3,14 @@
 //! checked against live in [`super::rules`].
 
 use super::rules::{
-    canonical_uuid, contains_nul, depth, email, identity, message, numeric_fits, trim, FieldError, Invalid,
-    CREDENTIAL_TYPE_MAX, METADATA_MAX_DEPTH, NAME_MAX,
+    canonical_uuid, contains_nul, depth, email, identity, message, numeric_fits, trim, valid_until,
+    FieldError, Invalid, CREDENTIAL_TYPE_MAX, MAX_VALIDITY_DAYS, METADATA_MAX_DEPTH, NAME_MAX, REASON_MAX,
 };
 use crate::json;
 use simd_json::prelude::*;
 use simd_json::BorrowedValue;
 use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
 
 /// A credential to issue: parsed, normalised and validated. The only way to get
 /// one is [`NewCredential::parse`], so holding one means the rules were applied.
@@ -19,13 +20,45 @@ pub struct NewCredential<'a> {
     email: Cow<'a, str>,
     credential_type: Cow<'a, str>,
     metadata: Option<Cow<'a, str>>,
+    valid_until: Option<SystemTime>,
 }
 
 impl<'a> NewCredential<'a> {
     /// Parses an issuance request body. `raw` is the body as received; `scratch`
     /// is a copy of it that simd-json may rewrite in place, and that the returned
-    /// strings borrow from.
+    /// strings borrow from. A `validUntil` may be up to [`MAX_VALIDITY_DAYS`] ahead.
     pub fn parse(raw: &'a [u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
+        let max_validity = Duration::from_secs(MAX_VALIDITY_DAYS * 86_400);
+        Self::parse_within(raw, scratch, max_validity)
+    }
+
+    /// Like [`NewCredential::parse`], with a `validUntil` that must be at most
+    /// `max_validity` from now (`CREDENTIAL_MAX_VALIDITY_DAYS`). The clock is
+    /// read only when the body has a `validUntil`.
+    pub fn parse_within(
+        raw: &'a [u8],
+        scratch: &'a mut [u8],
+        max_validity: Duration,
+    ) -> Result<Self, Invalid> {
+        Self::parse_with_clock(raw, scratch, max_validity, SystemTime::now)
+    }
+
+    /// Like [`NewCredential::parse_within`], as if it were `now`.
+    pub fn parse_at(
+        raw: &'a [u8],
+        scratch: &'a mut [u8],
+        now: SystemTime,
+        max_validity: Duration,
+    ) -> Result<Self, Invalid> {
+        Self::parse_with_clock(raw, scratch, max_validity, || now)
+    }
+
+    fn parse_with_clock(
+        raw: &'a [u8],
+        scratch: &'a mut [u8],
+        max_validity: Duration,
+        now: impl FnOnce() -> SystemTime,
+    ) -> Result<Self, Invalid> {
         let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
         let mut errors = repeated(&value, raw);
         let mut body = Members::new(value, &mut errors);
@@ -74,12 +107,16 @@ impl<'a> NewCredential<'a> {
                 None
             }
         };
+        let valid_until = body
+            .optional_string("validUntil", None, &mut errors)
+            .and_then(|t| valid_until(&t, now(), max_validity, &mut errors));
         match (name, email, credential_type) {
             (Some(name), Some(email), Some(credential_type)) if errors.is_empty() => Ok(NewCredential {
                 name,
                 email,
                 credential_type,
                 metadata,
+                valid_until,
             }),
             _ => Err(Invalid(errors)),
         }
@@ -100,6 +137,42 @@ impl<'a> NewCredential<'a> {
     /// Metadata as JSON text (an object), or `None` when the client sent none.
     pub fn metadata(&self) -> Option<&str> {
         self.metadata.as_deref()
+    }
+    /// The end of its validity, or `None` when the client sent no `validUntil`.
+    pub fn valid_until(&self) -> Option<SystemTime> {
+        self.valid_until
+    }
+}
+
+/// A revocation's optional body: nothing at all, or `{"reason": "…"}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeRequest<'a> {
+    reason: Option<Cow<'a, str>>,
+}
+
+impl<'a> RevokeRequest<'a> {
+    /// Parses a revocation body in place (see [`NewCredential::parse`]); an
+    /// empty body (or white space alone) is a revocation without a reason.
+    pub fn parse(raw: &[u8], scratch: &'a mut [u8]) -> Result<Self, Invalid> {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return Ok(RevokeRequest { reason: None });
+        }
+        let value = json::parse_object(scratch).map_err(|e| e.explain(raw))?;
+        let mut errors = repeated(&value, raw);
+        let mut body = Members::new(value, &mut errors);
+        let reason = body
+            .optional_string("reason", Some(REASON_MAX), &mut errors)
+            .map(trim);
+        if errors.is_empty() {
+            Ok(RevokeRequest { reason })
+        } else {
+            Err(Invalid(errors))
+        }
+    }
+
+    /// The reason, trimmed (1–500 characters), if one was given.
+    pub fn reason(&self) -> Option<&str> {
+        self.reason.as_deref()
     }
 }
 
@@ -607,6 +680,99 @@ mod tests {
         for body in ["", "[]", "{", "nope", "null"] {
             assert_eq!(fields(body), ["body"], "{body:?}");
         }
+    }
+
+    #[test]
+    fn valid_until_is_an_rfc3339_utc_time_within_the_horizon() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_759_833_000);
+        let max = Duration::from_secs(10 * 86_400);
+        let with = |t: &str| {
+            let raw = format!(r#"{{"name":"a","email":"a@b.co","credentialType":"t","validUntil":{t}}}"#);
+            let mut scratch = raw.clone().into_bytes();
+            NewCredential::parse_at(raw.as_bytes(), &mut scratch, now, max)
+                .map(|c| c.valid_until().map(crate::time::rfc3339_millis))
+                .map_err(|Invalid(e)| {
+                    e.into_iter()
+                        .map(|e| (e.field.into_owned(), e.message.into_owned()))
+                        .collect::<Vec<_>>()
+                })
+        };
+        assert_eq!(
+            with(r#""2025-10-08T10:30:00.5Z""#).unwrap().as_deref(),
+            Some("2025-10-08T10:30:00.500Z")
+        );
+        // The horizon itself is allowed; a millisecond after it is not.
+        assert!(with(r#""2025-10-17T10:30:00Z""#).is_ok());
+        let field = |message: &str| vec![("validUntil".to_owned(), message.to_owned())];
+        assert_eq!(
+            with(r#""2025-10-17T10:30:00.001Z""#).unwrap_err(),
+            field("must be at most 10 days from now")
+        );
+        for past in [r#""2025-10-07T10:30:00Z""#, r#""2020-01-01T00:00:00Z""#] {
+            assert_eq!(
+                with(past).unwrap_err(),
+                field(message::NOT_IN_THE_FUTURE),
+                "{past}"
+            );
+        }
+        for bad in [
+            r#""2025-10-08T10:30:00+00:00""#,
+            r#""2025-10-08""#,
+            r#""""#,
+            r#""2025-10-08T10:30:00.0001Z""#,
+        ] {
+            assert_eq!(with(bad).unwrap_err(), field(message::NOT_A_TIME), "{bad}");
+        }
+        assert_eq!(with("null").unwrap_err(), field(message::NOT_A_STRING));
+        assert_eq!(with("1759833000").unwrap_err(), field(message::NOT_A_STRING));
+        // Reported with the other fields' errors.
+        let raw = br#"{"name":"","email":"a@b.co","credentialType":"t","validUntil":"soon"}"#;
+        let mut scratch = raw.to_vec();
+        let Invalid(errors) = NewCredential::parse_at(raw, &mut scratch, now, max).unwrap_err();
+        let fields: Vec<&str> = errors.iter().map(|e| &*e.field).collect();
+        assert_eq!(fields, ["name", "validUntil"]);
+        // Absent: none.
+        assert_eq!(
+            issue(r#"{"name":"a","email":"a@b.co","credentialType":"t"}"#).map(|_| ()),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn revocation_bodies() {
+        let revoke = |body: &str| {
+            let mut scratch = body.as_bytes().to_vec();
+            RevokeRequest::parse(body.as_bytes(), &mut scratch)
+                .map(|r| r.reason().map(str::to_owned))
+                .map_err(|Invalid(e)| e.into_iter().map(|e| e.field.into_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(revoke(""), Ok(None));
+        assert_eq!(revoke(" \n"), Ok(None));
+        assert_eq!(revoke("{}"), Ok(None));
+        assert_eq!(
+            revoke(r#"{"reason":"  key compromised "}"#),
+            Ok(Some("key compromised".into()))
+        );
+        assert_eq!(revoke(r#"{"other":1}"#), Ok(None));
+        for bad in [
+            r#"{"reason":null}"#,
+            r#"{"reason":7}"#,
+            r#"{"reason":"   "}"#,
+            r#"{"reason":"a\u0000b"}"#,
+            r#"{"reason":"a","reason":"b"}"#,
+        ] {
+            assert_eq!(revoke(bad), Err(vec!["reason".to_owned()]), "{bad}");
+        }
+        assert_eq!(
+            revoke(&format!(r#"{{"reason":"{}"}}"#, "x".repeat(REASON_MAX))).map(|r| r.map(|r| r.len())),
+            Ok(Some(REASON_MAX))
+        );
+        assert_eq!(
+            revoke(&format!(r#"{{"reason":"{}"}}"#, "x".repeat(REASON_MAX + 1))),
+            Err(vec!["reason".to_owned()])
+        );
+        assert_eq!(revoke("[1]"), Err(vec!["body".to_owned()]));
+        assert_eq!(revoke("nope"), Err(vec!["body".to_owned()]));
     }
 
     fn verify(body: &str) -> Result<VerifyRequest<'static>, Vec<String>> {

@@ -4,6 +4,7 @@
 use crate::json::BodyError;
 use simd_json::BorrowedValue;
 use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
 
 /// Longest `name`, in characters, after trimming.
 pub const NAME_MAX: usize = 255;
@@ -13,6 +14,10 @@ pub const EMAIL_MAX: usize = 255;
 pub const CREDENTIAL_TYPE_MAX: usize = 100;
 /// Deepest `metadata` may be; the metadata object itself is level 1.
 pub const METADATA_MAX_DEPTH: usize = 32;
+/// Longest revocation `reason`, in characters, after trimming.
+pub const REASON_MAX: usize = 500;
+/// How many days ahead `validUntil` may be unless `CREDENTIAL_MAX_VALIDITY_DAYS` says otherwise.
+pub const MAX_VALIDITY_DAYS: u64 = 3650;
 
 /// One field that failed validation, as reported to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,6 +50,14 @@ pub(super) mod message {
     pub const NOT_AN_OBJECT: &str = "must be a JSON object";
     pub const REPEATED: &str = "must appear only once";
     pub const NUL: &str = "must not contain the NUL character (\\u0000)";
+    pub const NOT_A_TIME: &str =
+        "must be an RFC 3339 time in UTC such as 2030-12-31T23:59:59Z, with at most three fractional digits";
+    pub const NOT_IN_THE_FUTURE: &str = "must be in the future";
+
+    /// Further ahead than `days` days.
+    pub fn too_far(days: u64) -> Cow<'static, str> {
+        format!("must be at most {days} days from now").into()
+    }
 
     /// A code point PRECIS refuses in an identity.
     pub fn code_point(c: u32) -> Cow<'static, str> {
@@ -184,9 +197,35 @@ fn is_email(s: &str) -> bool {
     local_ok && domain_ok && !s.chars().any(char::is_whitespace)
 }
 
+/// A `validUntil`: an RFC 3339 time in UTC (see [`crate::time::parse_rfc3339_utc`])
+/// after `now` and at most `max` after it.
+pub(super) fn valid_until(
+    raw: &str,
+    now: SystemTime,
+    max: Duration,
+    errors: &mut Vec<FieldError>,
+) -> Option<SystemTime> {
+    let Some(t) = crate::time::parse_rfc3339_utc(raw) else {
+        errors.push(FieldError::new("validUntil", message::NOT_A_TIME));
+        return None;
+    };
+    if t <= now {
+        errors.push(FieldError::new("validUntil", message::NOT_IN_THE_FUTURE));
+        None
+    } else if now.checked_add(max).is_none_or(|limit| t > limit) {
+        errors.push(FieldError::new(
+            "validUntil",
+            message::too_far(max.as_secs() / 86_400),
+        ));
+        None
+    } else {
+        Some(t)
+    }
+}
+
 /// Accepts only the canonical 8-4-4-4-12 form (any case), unlike
 /// `Uuid::parse_str`, which also takes braces, URNs and the bare 32 digits.
-pub(super) fn canonical_uuid(s: &str) -> Option<uuid::Uuid> {
+pub fn canonical_uuid(s: &str) -> Option<uuid::Uuid> {
     let b = s.as_bytes();
     let dashes_ok = b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-');
     if dashes_ok {
