@@ -16,9 +16,9 @@
 //! (default `target/release`) is where the service binaries are.
 
 mod clients;
+mod heads;
 mod load;
 mod report;
-mod heads;
 mod scenarios;
 mod task;
 
@@ -84,9 +84,9 @@ async fn main() -> ExitCode {
             "frozen" => scenarios::frozen(&mut suite).await,
             "overload" => scenarios::overload(&mut suite).await,
             "fairness" => scenarios::fairness(&mut suite).await,
+            "heads" => heads::heads(&mut suite).await,
             _ => scenarios::poison(&mut suite).await,
         }
-            "heads" => heads::heads(&mut suite).await,
     }
     let table = suite.report.table();
     println!("\n{table}");
