@@ -61,7 +61,8 @@ pub const CLIENTS: u32 = 100;
 
 /// The key of client `n` (1 to [`CLIENTS`]): well formed, made up.
 pub fn key(n: u32) -> String {
-    format!("{}{n:064x}", kc_core::auth::keys::PREFIX)
+    // 43 base64url characters, as a real key has (digits are in the alphabet).
+    format!("{}{n:043}", kc_core::auth::keys::PREFIX)
 }
 
 /// `Authorization: Bearer` with the key of client `n`.
@@ -234,4 +235,18 @@ pub fn invalid_issuance(authorization: Option<&str>) -> Request<Full<Bytes>> {
     };
     req.body(Full::new(Bytes::from_static(body.as_bytes())))
         .expect("request")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The benches measure an admitted key, not a refused one: a key format
+    /// change must change [`key`] too.
+    #[test]
+    fn the_benches_keys_are_admitted() {
+        let (gate, headers) = gate(&[], Some(&bearer(CLIENTS)));
+        let peer = std::net::SocketAddr::from(([127, 0, 0, 1], 1));
+        assert!(matches!(gate.admit(&headers, peer, false), Ok(Caller::Client(_))));
+    }
 }

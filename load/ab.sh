@@ -15,16 +15,21 @@
 #
 # Environment: DATABASE_URL (see scripts/lib/postgres.sh), ROUNDS (6),
 # SECONDS_EACH (8), CONNECTIONS (32), AB_PORT_BASE (3970), AUTH_MODE
-# (required, or off: no keys).
+# (required, or off: no keys); A_ENV, B_ENV: extra VAR=value settings of one
+# side's task (e.g. B_ENV=DB_POOLER=transaction: named vs unnamed statements);
+# AB_PGBOUNCER=PORT: B connects through a PgBouncer in transaction mode on PORT
+# (scripts/lib/pgbouncer.sh; give B_ENV=DB_POOLER=transaction too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
 # shellcheck source=load/lib.sh
 source load/lib.sh
+# shellcheck source=scripts/lib/pgbouncer.sh
+source scripts/lib/pgbouncer.sh
 
 if [ $# -lt 2 ] || [ "${1:-}" = --help ]; then
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 A=$1
@@ -62,6 +67,7 @@ URL=$(pg_schema_url "$SCHEMA")
 cleanup() {
     trap - EXIT
     load_cleanup
+    pgb_stop
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -77,10 +83,21 @@ if keys_auth_on; then
     export ISSUER_KEY VERIFIER_KEY
 fi
 
+B_URL=$URL
+if [ -n "${AB_PGBOUNCER:-}" ]; then
+    upstream=$(psql "$DATABASE_URL" -Atc "SELECT coalesce(host(inet_server_addr()), '127.0.0.1') || ' ' || coalesce(inet_server_port(), 5432) || ' ' || current_database()")
+    # shellcheck disable=SC2086 # host, port, database
+    pgb_start "$AB_PGBOUNCER" $upstream "$SCHEMA"
+    B_URL="postgres://postgres@127.0.0.1:$AB_PGBOUNCER/kc"
+fi
+
 start() { # bin_dir port name
-    DATABASE_URL="$URL" PORT=$2 METRICS_PORT=$(($2 + 100)) BIND_ADDR=127.0.0.1 WORKER_ID="ab-$3" \
+    local url=$URL extra=${A_ENV:-}
+    [ "$3" = b ] && url=$B_URL extra=${B_ENV:-}
+    # shellcheck disable=SC2086 # VAR=value words
+    DATABASE_URL="$url" PORT=$2 METRICS_PORT=$(($2 + 100)) BIND_ADDR=127.0.0.1 WORKER_ID="ab-$3" \
         RUN_MIGRATIONS=false DB_SSLMODE="${DB_SSLMODE:-disable}" LOG_LEVEL=warn \
-        env "${KEYS_UNSET[@]}" "$1/$SERVICE" >"$OUT/$3.log" 2>&1 &
+        env "${KEYS_UNSET[@]}" $extra "$1/$SERVICE" >"$OUT/$3.log" 2>&1 &
     PIDS+=("$!")
     for _ in $(seq 1 100); do
         # With keys, the task must also have loaded the clients (503 until then).

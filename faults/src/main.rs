@@ -14,6 +14,8 @@
 //! Prints a table, writes `target/faults/report.json` and `report.md` (and each
 //! task's log), and exits 1 when a figure misses its limit. `FAULTS_BIN_DIR`
 //! (default `target/release`) is where the service binaries are.
+//! `FAULTS_POOLER=pgbouncer` runs the frozen scenario's task through a PgBouncer
+//! in transaction mode (`DB_POOLER=transaction`; Debian's `pgbouncer` package).
 
 mod clients;
 mod heads;

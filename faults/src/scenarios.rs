@@ -10,7 +10,7 @@ use crate::report::{ms, quantile, statuses, Report};
 use crate::task::Task;
 use crate::Suite;
 use kc_core::auth::Role;
-use kc_testing::fakes::PrivatePostgres;
+use kc_testing::fakes::{PgBouncer, PrivatePostgres, Upstream};
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -43,6 +43,28 @@ fn server() -> (PrivatePostgres, String) {
     let server = tokio::task::block_in_place(|| PrivatePostgres::start(None, HBA));
     let url = format!("postgres://postgres@127.0.0.1:{}/postgres", server.port);
     (server, url)
+}
+
+/// With `FAULTS_POOLER=pgbouncer`, a PgBouncer in transaction mode in front of
+/// `server` that the task connects through (with `DB_POOLER=transaction`); the
+/// suite itself still reads and writes the server directly.
+fn pooler(server: &PrivatePostgres) -> Option<PgBouncer> {
+    if std::env::var("FAULTS_POOLER").ok().as_deref() != Some("pgbouncer") {
+        return None;
+    }
+    let upstream = Upstream {
+        host: "127.0.0.1",
+        port: server.port,
+        dbname: "postgres",
+        password: None,
+        search_path: None,
+    };
+    let bouncer = tokio::task::block_in_place(|| PgBouncer::start(&upstream, false));
+    assert!(
+        bouncer.is_some(),
+        "FAULTS_POOLER=pgbouncer: pgbouncer is not installed"
+    );
+    bouncer
 }
 
 /// Issuance bodies: a new credential per number, named after the run.
@@ -258,13 +280,24 @@ pub async fn down(suite: &mut Suite) {
 pub async fn frozen(suite: &mut Suite) {
     const S: &str = "frozen";
     let (server, url) = server();
+    let bouncer = pooler(&server);
+    let (task_url, mut vars) = match &bouncer {
+        Some(b) => (b.url(), vec![("DB_POOLER", "transaction")]),
+        None => (url.clone(), Vec::new()),
+    };
+    vars.push(("LOG_LEVEL", "info"));
     let mut issuance = Task::start(
         &suite.bin("issuance"),
-        &url,
-        &[("LOG_LEVEL", "info")],
+        &task_url,
+        &vars,
         &suite.log("frozen-issuance"),
     )
     .await;
+    if bouncer.is_some() {
+        suite
+            .report
+            .note(S, "through", "PgBouncer, transaction mode, DB_POOLER=transaction");
+    }
     let key = issuer(&url, &issuance, "fault-issuer").await;
     let streams = vec![Stream::post(
         issuance.addr,
