@@ -129,7 +129,10 @@ impl Drop for PgBouncer {
     fn drop(&mut self) {
         // runuser's child is PgBouncer itself: stop it by its pid file first.
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
+            let _ = Command::new("kill")
+                .arg(pid.trim())
+                .stderr(Stdio::null())
+                .status();
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
