@@ -13,7 +13,7 @@ use crate::health;
 use crate::http::router::{Entry, Route, Router};
 use crate::http::{self, CommonHeaders, Reply};
 use crate::logging::{self, Access};
-use crate::metrics::{method_label, HttpLabels, Metrics, RouteLabel};
+use crate::metrics::{method_label, HttpLabels, Metrics, SharedLabel};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Body;
@@ -76,7 +76,7 @@ impl<E: Endpoint> Shared<E> {
         let elapsed = started.elapsed();
         self.metrics.observe(
             &HttpLabels {
-                http_route: RouteLabel(entry.map_or_else(|| Arc::from(""), |e| e.template().clone())),
+                http_route: SharedLabel(entry.map_or_else(|| Arc::from(""), |e| e.template().clone())),
                 http_request_method: method_label(&method),
                 http_response_status_code: status,
             },

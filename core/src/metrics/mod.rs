@@ -27,11 +27,13 @@ use std::sync::Arc;
 pub mod emf;
 mod process;
 
-/// A route template (the router's path), or empty when no route matched.
+/// A label value shared with what it names (a route template, a client's
+/// label), so labelling a series copies nothing; its values come from a
+/// bounded set.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct RouteLabel(pub Arc<str>);
+pub struct SharedLabel(pub Arc<str>);
 
-impl EncodeLabelValue for RouteLabel {
+impl EncodeLabelValue for SharedLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
         encoder.write_str(&self.0)
     }
@@ -41,7 +43,7 @@ impl EncodeLabelValue for RouteLabel {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     /// The route template, e.g. `/issuance/credentials`; empty for an unknown path.
-    pub http_route: RouteLabel,
+    pub http_route: SharedLabel,
     /// A known method, or `_OTHER`.
     pub http_request_method: &'static str,
     /// The status code the task answered.
@@ -64,22 +66,11 @@ pub fn method_label(method: &hyper::Method) -> &'static str {
     }
 }
 
-/// A client's label: shared with its [`crate::auth::ApiClient`], so counting a
-/// refusal copies nothing.
-#[derive(Clone, Debug, Hash, PartialEq, Eq)]
-pub struct ClientLabel(pub Arc<str>);
-
-impl EncodeLabelValue for ClientLabel {
-    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
-        encoder.write_str(&self.0)
-    }
-}
-
 /// The labels of a refused request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RefusedLabels {
     /// The client's label (its name, `other` past the first 100), `anonymous`, or `unknown`.
-    pub client: ClientLabel,
+    pub client: SharedLabel,
     /// 401, 403 or 429.
     pub http_response_status_code: u16,
 }
@@ -162,7 +153,7 @@ impl Metrics {
     pub fn refused(&self, client: Arc<str>, status: u16) {
         self.refused
             .get_or_create(&RefusedLabels {
-                client: ClientLabel(client),
+                client: SharedLabel(client),
                 http_response_status_code: status,
             })
             .inc();
