@@ -120,9 +120,6 @@ pub fn nickname(trimmed: Cow<'_, str>) -> Result<Cow<'_, str>, Refused> {
     if plain(&trimmed) {
         return Ok(trimmed);
     }
-    if let Some(r) = refused(&trimmed) {
-        return Err(r);
-    }
     let mut prepared: String = one_space(&trimmed)
         .chars()
         .filter(|c| !is_emoji_selector(*c))
@@ -136,7 +133,13 @@ pub fn nickname(trimmed: Cow<'_, str>) -> Result<Cow<'_, str>, Refused> {
         }
         prepared = spaced;
     }
-    Ok(Cow::Owned(prepared))
+    // The class is checked on what normalization leaves (RFC 8264 §7): NFKC
+    // reorders combining marks and maps compatibility characters, so a join
+    // control allowed beside the input's neighbours may not be beside the output's.
+    match refused(&prepared) {
+        Some(r) => Err(r),
+        None => Ok(Cow::Owned(prepared)),
+    }
 }
 
 /// An email address, trimmed and case-folded, in NFC; refused code points as
@@ -148,15 +151,15 @@ pub fn email(folded: Cow<'_, str>) -> Result<Cow<'_, str>, Refused> {
             None => Ok(folded),
         };
     }
-    if let Some(r) = refused(&folded) {
-        return Err(r);
-    }
     // The selectors go before NFC, not after: between a letter and its combining
     // mark one blocks composition, and dropping it afterwards would leave a string
-    // that is not NFC (stored so, it would not match itself prepared again).
-    Ok(Cow::Owned(
-        folded.chars().filter(|c| !is_emoji_selector(*c)).nfc().collect(),
-    ))
+    // that is not NFC (stored so, it would not match itself prepared again). The
+    // class is checked after NFC, as for names.
+    let prepared: String = folded.chars().filter(|c| !is_emoji_selector(*c)).nfc().collect();
+    match refused(&prepared) {
+        Some(r) => Err(r),
+        None => Ok(Cow::Owned(prepared)),
+    }
 }
 
 #[cfg(test)]
@@ -213,6 +216,16 @@ mod tests {
         ] {
             assert_eq!(name(s), Err(c), "{s:?}");
         }
+    }
+
+    #[test]
+    fn a_join_control_is_judged_beside_its_normalized_neighbours() {
+        // Caught by the fuzz targets (fuzz/src/lib.rs): both were accepted when the
+        // class was checked before NFKC, and the stored form then held a refused ZWJ.
+        // NFKC puts the virama (class 9) before U+0951 (class 230): the ZWJ no longer follows it.
+        assert_eq!(name("\u{915}\u{951}\u{94d}\u{200d}\u{937}"), Err('\u{200d}'));
+        // NFKC maps the squared ideograph U+1F23B to 配: no longer a pictograph.
+        assert_eq!(name("\u{1f469}\u{200d}\u{1f23b}"), Err('\u{200d}'));
     }
 
     #[test]
