@@ -54,6 +54,18 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
         body: Bytes,
     ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
 
+    /// Handles `POST {PATH}/batch`, many of [`Endpoint::handle`]'s requests in
+    /// one body (`{"credentials": [...]}`, at most `BULK_MAX`), each answered as
+    /// the single route would have answered it. Without it, 404.
+    fn handle_bulk(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send {
+        let _ = (ctx, body);
+        async { Err(ApiError::NotFound) }
+    }
+
     /// Handles `POST {PATH}/{id}/{action}` for one of [`Endpoint::ACTIONS`], its
     /// body read and its content type checked as for the business route; `id` is
     /// the path segment as sent, for the handler to validate. Without actions, 404.

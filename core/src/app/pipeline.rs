@@ -24,6 +24,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The bulk request bodies a task holds at once, in bytes of `BULK_MAX_BODY_BYTES`:
+/// each is held about four times (as received, the parser's copy, the items'
+/// fields, the answer), so 16 MiB of bodies is at most about 64 MiB.
+pub const BULK_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+
 /// Everything requests of one task share.
 pub(super) struct Shared<E: Endpoint> {
     pub(super) endpoint: E,
@@ -34,6 +39,9 @@ pub(super) struct Shared<E: Endpoint> {
     pub(super) headers: CommonHeaders,
     /// Who may call: keys, clients, rate limits.
     pub(super) gate: Gate,
+    /// Bulk requests whose bodies may be held at once: [`BULK_MEMORY_BYTES`]
+    /// worth of `BULK_MAX_BODY_BYTES` bodies (at least one); one more gets 503.
+    pub(super) bulk_permits: tokio::sync::Semaphore,
     pub(super) started: Instant,
     /// Set once the schema is migrated (or migrations are not ours to run).
     pub(super) schema_ready: AtomicBool,
@@ -111,7 +119,7 @@ impl<E: Endpoint> Shared<E> {
         let entry = entry.ok_or(ApiError::NotFound)?;
         let route = entry.route(req.method())?;
         match route {
-            Route::Api | Route::Action(_) => {
+            Route::Api | Route::Action(_) | Route::Bulk => {
                 if !self.schema_ready.load(Ordering::Acquire) {
                     return Err(ApiError::Unavailable(
                         "database schema is not migrated yet".into(),
@@ -120,7 +128,10 @@ impl<E: Endpoint> Shared<E> {
                 // Checked before the body is read, refused after: a refusal
                 // that left the body unread would reset the connection, and a
                 // balancer still sending it would answer 502 instead.
-                let mut admitted = self.gate.admit(req.headers(), peer, E::ANONYMOUS);
+                // A bulk request needs a key: without one it would multiply an
+                // anonymous caller's per-address limit by `BULK_MAX`.
+                let anonymous = E::ANONYMOUS && route != Route::Bulk;
+                let mut admitted = self.gate.admit(req.headers(), peer, anonymous);
                 if let Err((Refusal::NotReady, _)) = admitted {
                     // Just started: the clients load within milliseconds.
                     if self
@@ -129,15 +140,32 @@ impl<E: Endpoint> Shared<E> {
                         .wait_loaded(self.config.db_connect_timeout)
                         .await
                     {
-                        admitted = self.gate.admit(req.headers(), peer, E::ANONYMOUS);
+                        admitted = self.gate.admit(req.headers(), peer, anonymous);
                     }
                 }
                 let admitted = admitted.map_err(|(refusal, who)| {
                     *caller = who;
                     refusal
                 });
-                let body =
-                    http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
+                let mut limit = self.config.max_body_bytes;
+                let _bulk_permit = if route == Route::Bulk {
+                    // A bulk body is large: a refused caller's is thrown away
+                    // unread, and only so many are held at once (see `bulk_permits`).
+                    let timeout = self.config.header_timeout;
+                    if let Err(refusal) = admitted {
+                        http::discard_body(req, timeout).await;
+                        return Err(refusal.into());
+                    }
+                    let Ok(permit) = self.bulk_permits.try_acquire() else {
+                        http::discard_body(req, timeout).await;
+                        return Err(ApiError::Unavailable("too many bulk requests in flight".into()));
+                    };
+                    limit = self.config.bulk_max_body_bytes;
+                    Some(permit)
+                } else {
+                    None
+                };
+                let body = http::read_body(req, limit, self.config.header_timeout).await?;
                 let who = caller.insert(admitted?);
                 let ctx = RequestCtx {
                     request_id,
@@ -150,6 +178,7 @@ impl<E: Endpoint> Shared<E> {
                         let id = entry.param(path).unwrap_or_default();
                         self.endpoint.handle_action(&ctx, action, id, body).await
                     }
+                    Route::Bulk => self.endpoint.handle_bulk(&ctx, body).await,
                     _ => self.endpoint.handle(&ctx, body).await,
                 }
             }
@@ -206,6 +235,9 @@ impl<E: Endpoint> Shared<E> {
             router: Router::new(E::SERVICE, E::PATH, E::ACTIONS),
             headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
             gate: Gate::new(&config, Arc::new(Registry::default())),
+            bulk_permits: tokio::sync::Semaphore::new(
+                (BULK_MEMORY_BYTES / config.bulk_max_body_bytes).max(1),
+            ),
             started: Instant::now(),
             schema_ready: AtomicBool::new(!config.run_migrations),
             draining: AtomicBool::new(false),

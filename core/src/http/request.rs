@@ -74,14 +74,37 @@ fn traceparent_id(value: &str) -> Option<&str> {
 /// 413 at once: reading megabytes to be polite is not worth it.
 pub const DISCARD_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Reads `body` to its end, keeping nothing, for at most `timeout`.
+/// Reads a request's body to its end (at most [`DISCARD_MAX_BYTES`] declared),
+/// keeping nothing, for at most `timeout`: for a refusal answered without it.
+pub async fn discard_body<B>(req: Request<B>, timeout: Duration)
+where
+    B: Body<Data = Bytes>,
+{
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_none_or(|n| n <= DISCARD_MAX_BYTES) {
+        discard(req.into_body(), timeout).await;
+    }
+}
+
+/// Reads `body` to its end, keeping nothing, for at most `timeout` and
+/// [`DISCARD_MAX_BYTES`].
 async fn discard<B>(body: B, timeout: Duration)
 where
     B: Body<Data = Bytes>,
 {
     let drain = async {
         let mut body = std::pin::pin!(body);
-        while let Some(Ok(_)) = body.frame().await {}
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DISCARD_MAX_BYTES {
+                break;
+            }
+        }
     };
     let _ = tokio::time::timeout(timeout, drain).await;
 }

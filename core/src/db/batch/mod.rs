@@ -48,6 +48,7 @@ mod tests;
 use super::{DbError, DbMetrics, Monitor, Pool, Shed, Statements};
 use crate::config::Config;
 use queue::Inner;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -215,7 +216,64 @@ impl<B: Batch> Coalescer<B> {
             Err(_) => answer.await,
         };
         waiting.ticket = None;
-        result.unwrap_or_else(|_| Err(DbError::Unavailable("the batch was dropped".into())))
+        result.unwrap_or_else(|_| Err(dropped()))
+    }
+
+    /// Queues `items` of `owner` (a bulk request's) and waits for their results,
+    /// in order. Each item is admitted, shed and timed out as if it had come
+    /// alone, and counts in its owner's share of the queue, so a bulk flood
+    /// sheds its own items first. At most a window of them waits at once (two
+    /// statements' worth, and never more than half the queue): a request of
+    /// `BULK_MAX` items fits a queue of `DB_QUEUE_MAX`, keeps the next statement
+    /// ready while one runs, and leaves room for everyone else. Dropping the
+    /// future takes its waiting items out of the queue.
+    pub async fn submit_many(&self, owner: u64, items: Vec<B::Item>) -> Vec<Result<B::Output, DbError>> {
+        let inner = &*self.inner;
+        if inner.monitor.is_down() {
+            return items
+                .iter()
+                .map(|_| Err(inner.shed(Shed::DatabaseDown)))
+                .collect();
+        }
+        let limits = &inner.limits;
+        let window = (limits.queue_max / 2).clamp(1, 2 * limits.batch_max);
+        let mut results = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        let mut waiting = WaitingMany {
+            inner,
+            entries: VecDeque::with_capacity(window),
+        };
+        loop {
+            // Top the window up; the lanes start on the first items at once.
+            let before = waiting.entries.len();
+            while waiting.entries.len() < window {
+                let Some(item) = items.next() else { break };
+                let (reply, answer) = oneshot::channel();
+                let deadline = tokio::time::Instant::now() + limits.queue_timeout;
+                waiting
+                    .entries
+                    .push_back(match inner.enqueue(owner, item, reply) {
+                        Ok(ticket) => (Some(ticket), Ok(answer), deadline),
+                        Err(e) => (None, Err(e), deadline),
+                    });
+            }
+            if waiting.entries.len() > before {
+                inner.wake.notify_one();
+            }
+            let Some((ticket, answer, deadline)) = waiting.entries.front_mut() else {
+                return results;
+            };
+            let result = match answer {
+                Err(e) => Err(e.clone()),
+                Ok(answer) => match tokio::time::timeout_at(*deadline, &mut *answer).await {
+                    Ok(result) => result.unwrap_or_else(|_| Err(dropped())),
+                    Err(_) if ticket.is_some_and(|t| inner.leave(t)) => Err(inner.shed(Shed::QueueTimeout)),
+                    Err(_) => answer.await.unwrap_or_else(|_| Err(dropped())),
+                },
+            };
+            waiting.entries.pop_front();
+            results.push(result);
+        }
     }
 
     /// What this coalescer did so far.
@@ -248,6 +306,37 @@ impl<B: Batch> Drop for Coalescer<B> {
         // Lanes hold the source; let them go so its connections close.
         self.inner.closed.store(true, Ordering::Release);
         self.inner.wake.notify_waiters();
+    }
+}
+
+/// The answer to a request whose lane went away without answering it.
+fn dropped() -> DbError {
+    DbError::Unavailable("the batch was dropped".into())
+}
+
+/// A bulk request's items in its window: ticket (None once answered or never
+/// queued), the answer to wait for (or the error it was refused with at once),
+/// and when it stops waiting.
+type Windowed<B> = (
+    Option<u64>,
+    Result<oneshot::Receiver<Result<<B as Batch>::Output, DbError>>, DbError>,
+    tokio::time::Instant,
+);
+
+/// Takes a bulk request's waiting entries out of the queue when its future is
+/// dropped before their answers (its client disconnected).
+struct WaitingMany<'a, B: Batch> {
+    inner: &'a Inner<B>,
+    entries: VecDeque<Windowed<B>>,
+}
+
+impl<B: Batch> Drop for WaitingMany<'_, B> {
+    fn drop(&mut self) {
+        for (ticket, ..) in &self.entries {
+            if ticket.is_some_and(|t| self.inner.leave(t)) {
+                self.inner.metrics.left_queue.inc();
+            }
+        }
     }
 }
 

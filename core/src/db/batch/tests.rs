@@ -564,3 +564,51 @@ fn bare_late(inner: &Inner<Doubler>, owner: u64, n: i64) -> Answer {
     }
     answer
 }
+
+#[tokio::test]
+async fn a_bulk_request_waits_in_a_window_of_half_the_queue_and_gets_its_answers_in_order() {
+    let limits = Limits {
+        batch_max: 4,
+        queue_max: 6,
+        ..limits()
+    };
+    let h = harness(limits, false, false);
+    let plug = h.plug().await;
+    let coalescer = h.coalescer.clone();
+    let bulk = tokio::spawn(async move { coalescer.submit_many(7, (0..20).collect()).await });
+    // Half the queue (3) waits; the rest is not queued yet, so others still get in.
+    h.settle(1, 3).await;
+    assert_eq!(h.shares(), HashMap::from([(7, 3)]));
+    let other = h.queue_as(8, 100).await;
+    h.gate.send_replace(true);
+    let answers: Vec<i64> = bulk.await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers, (0..20).map(|n| 2 * n).collect::<Vec<_>>());
+    assert_eq!(other.await.unwrap().unwrap(), 200);
+    assert_eq!(plug.await.unwrap().unwrap(), 2000);
+    assert!(h.runs().iter().all(|r| r.len() <= 4), "{:?}", h.runs());
+    assert_eq!(h.coalescer.stats().items, 22);
+}
+
+#[tokio::test]
+async fn a_bulk_request_that_is_dropped_takes_its_waiting_items_out_of_the_queue() {
+    let h = harness(limits(), false, false);
+    let plug = h.plug().await;
+    let coalescer = h.coalescer.clone();
+    let bulk = tokio::spawn(async move { coalescer.submit_many(7, (0..10).collect()).await });
+    h.settle(1, 10).await;
+    bulk.abort();
+    h.settle(1, 0).await;
+    assert_eq!(h.coalescer.stats().left_queue, 10);
+    h.gate.send_replace(true);
+    assert_eq!(plug.await.unwrap().unwrap(), 2000);
+    assert_eq!(h.runs().len(), 1, "none of them ran");
+}
+
+#[tokio::test]
+async fn while_the_database_is_down_a_bulk_request_is_shed_whole() {
+    let h = harness(limits(), true, false);
+    h.monitor.report_down("test");
+    let answers = h.coalescer.submit_many(7, vec![1, 2, 3]).await;
+    assert!(answers.into_iter().all(|a| shed(a) == Some(Shed::DatabaseDown)));
+    assert!(h.runs().is_empty());
+}
