@@ -7,6 +7,11 @@
 //! Exactly one of N identical concurrent requests wins, on any number of tasks
 //! and inside one batch, because the database's unique constraint decides.
 //!
+//! `POST /issuance/credentials/batch` issues up to `BULK_MAX` credentials in one
+//! request: each item is read, checked and answered as the single route would
+//! answer it alone, and the valid ones go to the same coalescer together, where
+//! they count as that many requests.
+//!
 //! `POST /issuance/credentials/{id}/revoke` revokes a credential: only the
 //! client that issued it may (anyone with `AUTH_MODE=off`); to any other it does
 //! not exist (404). One UPDATE per revocation, through a coalescer of its own
@@ -18,7 +23,7 @@ use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
 use kc_core::json;
-use kc_core::model::{canonical_uuid, Credential, NewCredential, RevokeRequest};
+use kc_core::model::{bulk, canonical_uuid, Bulk, Credential, NewCredential, RevokeRequest};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -333,6 +338,8 @@ pub struct Issuance {
     revocations: Coalescer<RevokeBatch>,
     /// `CREDENTIAL_MAX_VALIDITY_DAYS`.
     max_validity: Duration,
+    /// `BULK_MAX`.
+    bulk_max: usize,
 }
 
 impl Endpoint for Issuance {
@@ -364,6 +371,7 @@ impl Endpoint for Issuance {
                 limits,
             ),
             max_validity: config.credential_max_validity,
+            bulk_max: config.bulk_max,
         }
     }
 
@@ -379,36 +387,68 @@ impl Endpoint for Issuance {
         let id = uuid::Uuid::new_v4();
         let owner = ctx.caller.owner();
         for _ in 0..ATTEMPTS {
-            match self
+            let outcome = self
                 .batches
                 .submit_as(owner, Pending::new(id, &credential, issuer.clone()))
-                .await?
-            {
-                Outcome::Issued { metadata, issued_at } => {
-                    return Ok(issued(ctx, &credential, id, metadata.as_deref(), issued_at));
-                }
-                Outcome::Exists {
-                    id,
-                    issued_by,
-                    issuer: holder,
-                    issued_at,
-                } => {
-                    // The holder's id and issue details go only to the client
-                    // that issued it: to anyone else they would confirm who holds what.
-                    let disclose = ctx.caller.is_open()
-                        || ctx
-                            .caller
-                            .client()
-                            .is_some_and(|c| Some(&*c.name) == holder.as_deref());
-                    let existing = disclose.then_some((id, issued_by.as_str(), issued_at));
-                    return Ok(conflict(ctx, existing));
-                }
-                Outcome::Raced => continue,
+                .await?;
+            if let Some(reply) = answer(ctx, &credential, id, outcome) {
+                return Ok(reply);
             }
         }
-        Err(ApiError::Unavailable(
-            "the conflicting credential kept disappearing".into(),
-        ))
+        Err(kept_disappearing())
+    }
+
+    async fn handle_bulk(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
+        if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
+            return Err(ApiError::Forbidden(NOT_AN_ISSUER));
+        }
+        let bulk = Bulk::parse(&body, self.bulk_max)?;
+        let mut scratch = body.to_vec();
+        // Each item as the single route reads a body: refused ones are answered now.
+        let mut replies: Vec<Option<Reply>> = Vec::with_capacity(bulk.len());
+        let mut valid = Vec::with_capacity(bulk.len());
+        for (at, (raw, scratch)) in bulk.split(&body, &mut scratch).into_iter().enumerate() {
+            let checked = NewCredential::parse_within(raw, scratch, self.max_validity)
+                .map_err(ApiError::from)
+                .and_then(|c| Ok((permitted(ctx.caller, c.credential_type())?, c)));
+            match checked {
+                Ok((issuer, credential)) => {
+                    valid.push((at, uuid::Uuid::new_v4(), credential, issuer));
+                    replies.push(None);
+                }
+                Err(e) => replies.push(Some(self.refused(ctx, e))),
+            }
+        }
+        // The valid ones go to the coalescer together; a raced one goes again.
+        for _ in 0..ATTEMPTS {
+            if valid.is_empty() {
+                break;
+            }
+            let items = valid
+                .iter()
+                .map(|(_, id, c, issuer)| Pending::new(*id, c, issuer.clone()))
+                .collect();
+            let outcomes = self.batches.submit_many(ctx.caller.owner(), items).await;
+            let mut raced = Vec::new();
+            for ((at, id, credential, issuer), outcome) in valid.into_iter().zip(outcomes) {
+                match outcome.map(|o| answer(ctx, &credential, id, o)) {
+                    Ok(Some(reply)) => replies[at] = Some(reply),
+                    Ok(None) => raced.push((at, id, credential, issuer)),
+                    Err(e) => replies[at] = Some(self.refused(ctx, e.into())),
+                }
+            }
+            valid = raced;
+        }
+        for (at, ..) in valid {
+            replies[at] = Some(self.refused(ctx, kept_disappearing()));
+        }
+        let replies: Vec<Reply> = replies.into_iter().flatten().collect();
+        bulk::answer(
+            |o| {
+                o.bool("success", true);
+            },
+            &replies,
+        )
     }
 
     async fn handle_action(
@@ -426,6 +466,11 @@ impl Endpoint for Issuance {
 }
 
 impl Issuance {
+    /// A bulk item's answer for an error, as the single route would have given it.
+    fn refused(&self, ctx: &RequestCtx<'_>, e: ApiError) -> Reply {
+        e.into_reply(Self::OUTCOME_KEY, ctx.request_id)
+    }
+
     /// `POST /issuance/credentials/{id}/revoke`: 200 with the credential and
     /// when it was revoked (the first time); 404 when the caller did not issue
     /// it, as when it does not exist.
@@ -468,6 +513,42 @@ fn permitted(caller: &Caller, credential_type: &str) -> Result<Option<Arc<str>>,
         )),
         _ => Err(ApiError::Forbidden(NOT_AN_ISSUER)),
     }
+}
+
+/// The reply for one credential's outcome in a batch: 201 or 409; None when its
+/// conflicting credential was gone by the time the batch looked (try again).
+fn answer(
+    ctx: &RequestCtx<'_>,
+    credential: &NewCredential<'_>,
+    id: uuid::Uuid,
+    outcome: Outcome,
+) -> Option<Reply> {
+    match outcome {
+        Outcome::Issued { metadata, issued_at } => {
+            Some(issued(ctx, credential, id, metadata.as_deref(), issued_at))
+        }
+        Outcome::Exists {
+            id,
+            issued_by,
+            issuer: holder,
+            issued_at,
+        } => {
+            // The holder's id and issue details go only to the client that
+            // issued it: to anyone else they would confirm who holds what.
+            let disclose = ctx.caller.is_open()
+                || ctx
+                    .caller
+                    .client()
+                    .is_some_and(|c| Some(&*c.name) == holder.as_deref());
+            let existing = disclose.then_some((id, issued_by.as_str(), issued_at));
+            Some(conflict(ctx, existing))
+        }
+        Outcome::Raced => None,
+    }
+}
+
+fn kept_disappearing() -> ApiError {
+    ApiError::Unavailable("the conflicting credential kept disappearing".into())
 }
 
 /// 201 with the credential as stored (public for the benches).
