@@ -195,3 +195,41 @@ async fn another_issuers_conflict_does_not_name_the_holder() {
         json!([{ "status": 409, "success": false, "message": "Credential already issued" }])
     );
 }
+
+#[tokio::test]
+async fn past_the_bulk_memory_budget_a_bulk_request_gets_a_fast_503() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A 16 MiB limit: a chunked bulk, whose length is unknown, reserves all of the budget.
+    let app = spawn_app_with::<Issuance>(TestDb::new().await, &[("BULK_MAX_BODY_BYTES", "16777216")]).await;
+    let key = app.key.clone().unwrap();
+    let mut held = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    held.write_all(
+        format!(
+            "POST {BULK} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n{{\"\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let body = json!({ "credentials": [person(1)] });
+    let mut refused = None;
+    for _ in 0..100 {
+        let res = app.post_json(BULK, &body).await;
+        if res.status == 503 {
+            refused = Some(res);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let refused = refused.expect("a second bulk is refused while the first holds the budget");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    // The held one goes on and is answered; the budget is free again.
+    held.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut answer = vec![0; 12];
+    held.read_exact(&mut answer).await.unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 400");
+    drop(held);
+    assert_eq!(app.post_json(BULK, &body).await.status, 200);
+    assert_eq!(app.db.count_credentials().await, 1);
+}

@@ -24,10 +24,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// The bulk request bodies a task holds at once, in bytes of `BULK_MAX_BODY_BYTES`:
-/// each is held about four times (as received, the parser's copy, the items'
-/// fields, the answer), so 16 MiB of bodies is at most about 64 MiB.
+/// The bulk request bodies a task holds at once, in bytes: each is held about
+/// four times (as received, the parser's copy, the items' fields, the answer),
+/// so 16 MiB of bodies is at most about 64 MiB.
 pub const BULK_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The unit of [`BULK_MEMORY_BYTES`] a bulk request reserves.
+const BULK_PERMIT_BYTES: usize = 1024;
 
 /// Everything requests of one task share.
 pub(super) struct Shared<E: Endpoint> {
@@ -39,8 +42,9 @@ pub(super) struct Shared<E: Endpoint> {
     pub(super) headers: CommonHeaders,
     /// Who may call: keys, clients, rate limits.
     pub(super) gate: Gate,
-    /// Bulk requests whose bodies may be held at once: [`BULK_MEMORY_BYTES`]
-    /// worth of `BULK_MAX_BODY_BYTES` bodies (at least one); one more gets 503.
+    /// The bulk bodies held at once, in KiB: a bulk reserves its declared
+    /// length (`BULK_MAX_BODY_BYTES` when it declares none) before its body is
+    /// read, and gets 503 if [`BULK_MEMORY_BYTES`] would be exceeded.
     pub(super) bulk_permits: tokio::sync::Semaphore,
     pub(super) started: Instant,
     /// Set once the schema is migrated (or migrations are not ours to run).
@@ -156,7 +160,10 @@ impl<E: Endpoint> Shared<E> {
                         http::discard_body(req, timeout).await;
                         return Err(refusal.into());
                     }
-                    let Ok(permit) = self.bulk_permits.try_acquire() else {
+                    let max = self.config.bulk_max_body_bytes;
+                    let bytes = http::content_length(&req).map_or(max, |n| n.min(max as u64) as usize);
+                    let kib = bytes.div_ceil(BULK_PERMIT_BYTES).max(1) as u32;
+                    let Ok(permit) = self.bulk_permits.try_acquire_many(kib) else {
                         http::discard_body(req, timeout).await;
                         return Err(ApiError::Unavailable("too many bulk requests in flight".into()));
                     };
@@ -236,7 +243,7 @@ impl<E: Endpoint> Shared<E> {
             headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
             gate: Gate::new(&config, Arc::new(Registry::default())),
             bulk_permits: tokio::sync::Semaphore::new(
-                (BULK_MEMORY_BYTES / config.bulk_max_body_bytes).max(1),
+                (BULK_MEMORY_BYTES.max(config.bulk_max_body_bytes)).div_ceil(BULK_PERMIT_BYTES),
             ),
             started: Instant::now(),
             schema_ready: AtomicBool::new(!config.run_migrations),

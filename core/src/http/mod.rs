@@ -6,7 +6,7 @@ mod request;
 mod response;
 pub mod router;
 
-pub use request::{discard_body, read_body, request_id, trace_id};
+pub use request::{content_length, discard_body, read_body, request_id, trace_id};
 pub use response::{CommonHeaders, Reply};
 
 pub(crate) use conn::{serve_connections, Timeouts};

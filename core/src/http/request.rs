@@ -74,17 +74,21 @@ fn traceparent_id(value: &str) -> Option<&str> {
 /// 413 at once: reading megabytes to be polite is not worth it.
 pub const DISCARD_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
+/// The body length a request declares (`Content-Length`), if it is a number.
+pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
 /// Reads a request's body to its end (at most [`DISCARD_MAX_BYTES`] declared),
 /// keeping nothing, for at most `timeout`: for a refusal answered without it.
 pub async fn discard_body<B>(req: Request<B>, timeout: Duration)
 where
     B: Body<Data = Bytes>,
 {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(&req);
     if declared.is_none_or(|n| n <= DISCARD_MAX_BYTES) {
         discard(req.into_body(), timeout).await;
     }
@@ -122,11 +126,7 @@ where
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(&req);
     if let Some(n) = declared.filter(|&n| n > limit as u64) {
         if n <= DISCARD_MAX_BYTES {
             discard(req.into_body(), timeout).await;
