@@ -136,6 +136,7 @@ impl<E: Endpoint> Shared<E> {
                     *caller = who;
                     refusal
                 });
+                let idempotency_key = http::idempotency_key(&req);
                 let body =
                     http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
                 let who = caller.insert(admitted?);
@@ -143,6 +144,7 @@ impl<E: Endpoint> Shared<E> {
                     request_id,
                     worker_id: &self.config.worker_id,
                     caller: who,
+                    idempotency_key: &idempotency_key,
                 };
                 match route {
                     // The router matched the path, so it holds the parameter.
@@ -166,6 +168,7 @@ impl<E: Endpoint> Shared<E> {
                 allow: Some(allow),
                 retry_after: None,
                 challenge: false,
+                replayed: false,
             }),
         }
     }

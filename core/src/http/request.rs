@@ -1,4 +1,5 @@
-//! Reading what the client sent: its request id, and a bounded JSON body.
+//! Reading what the client sent: its request id, its `Idempotency-Key` header
+//! as sent, and a bounded JSON body.
 
 use crate::error::ApiError;
 use bytes::Bytes;
@@ -19,6 +20,29 @@ pub fn request_id<B>(req: &Request<B>) -> String {
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The `Idempotency-Key` header lines of a request, unchecked: the service
+/// that honours the header (issuance) validates the value, the other ignores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// No such header.
+    #[default]
+    Absent,
+    /// One line, with this value.
+    One(hyper::header::HeaderValue),
+    /// More than one line: not a key.
+    Repeated,
+}
+
+/// The request's `Idempotency-Key` lines (one header lookup when there are none).
+pub fn idempotency_key<B>(req: &Request<B>) -> KeyHeader {
+    let mut lines = req.headers().get_all("idempotency-key").iter();
+    match (lines.next(), lines.next()) {
+        (None, _) => KeyHeader::Absent,
+        (Some(value), None) => KeyHeader::One(value.clone()),
+        (Some(_), Some(_)) => KeyHeader::Repeated,
+    }
 }
 
 /// The trace id the request came with, for the logs: the `Root` of the ALB's
