@@ -180,7 +180,9 @@ async fn the_issuance_role_inserts_reads_and_revokes_and_nothing_else() {
              VALUES ('c', 'k', sha256('b'), gen_random_uuid())
              ON CONFLICT (client, idempotency_key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
                 credential_id = EXCLUDED.credential_id, created_at = EXCLUDED.created_at;
-             DELETE FROM idempotency_keys WHERE created_at < now() - interval '1 day'",
+             DELETE FROM idempotency_keys WHERE (client, idempotency_key) IN (
+               SELECT client, idempotency_key FROM idempotency_keys WHERE created_at < now()
+                ORDER BY created_at LIMIT 10 FOR UPDATE SKIP LOCKED)",
         )
         .await
         .expect("the issuance role keeps idempotency keys");
