@@ -206,6 +206,23 @@ mod tests {
     }
 
     #[test]
+    fn idempotency_keys_are_handed_on_as_sent_and_repeated_lines_are_told_apart() {
+        let lines = |values: &[&str]| {
+            let mut req = Request::builder();
+            for v in values {
+                req = req.header("Idempotency-Key", *v);
+            }
+            idempotency_key(&req.body(()).unwrap())
+        };
+        assert_eq!(lines(&[]), KeyHeader::Absent);
+        assert_eq!(
+            lines(&[" a key "]),
+            KeyHeader::One(hyper::header::HeaderValue::from_static(" a key "))
+        );
+        assert_eq!(lines(&["a", "a"]), KeyHeader::Repeated);
+    }
+
+    #[test]
     fn echoes_valid_request_ids_and_replaces_others() {
         assert_eq!(with_id(b"abc-123"), "abc-123");
         let max = "x".repeat(128);
