@@ -12,23 +12,31 @@
 //! answer it alone, and the valid ones go to the same coalescer together, where
 //! they count as that many requests.
 //!
+//! A request with an `Idempotency-Key` is answered once: see [`idempotency`].
+//!
 //! `POST /issuance/credentials/{id}/revoke` revokes a credential: only the
 //! client that issued it may (anyone with `AUTH_MODE=off`); to any other it does
 //! not exist (404). One UPDATE per revocation, through a coalescer of its own
 //! with one lane, so it is admitted, shed and timed out like an issuance.
 
+pub mod idempotency;
+
 use bytes::Bytes;
 use hyper::StatusCode;
+use idempotency::{Claim, KeyOutcome, Keys, Stored};
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
+use kc_core::http::KeyHeader;
 use kc_core::json;
-use kc_core::model::{bulk, canonical_uuid, Bulk, Credential, NewCredential, RevokeRequest};
+use kc_core::model::{
+    bulk, canonical_uuid, Bulk, Credential, FieldError, Invalid, NewCredential, RevokeRequest,
+};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 /// Inserts a batch; returns the rows it inserted. One round trip when every
@@ -101,6 +109,7 @@ pub struct IssueStatements {
     issue: Stmt,
     existing: Stmt,
     revoke: Stmt,
+    keys: idempotency::KeyStatements,
 }
 
 impl Statements for IssueStatements {
@@ -109,6 +118,7 @@ impl Statements for IssueStatements {
             issue: db.stmt(ISSUE_MANY, &ISSUE_TYPES).await?,
             existing: db.stmt(EXISTING_MANY, &EXISTING_TYPES).await?,
             revoke: db.stmt(REVOKE, &REVOKE_TYPES).await?,
+            keys: idempotency::KeyStatements::prepare(db).await?,
         })
     }
 }
@@ -123,6 +133,8 @@ pub struct Pending {
     metadata: Option<String>,
     issuer: Option<Arc<str>>,
     valid_until: Option<SystemTime>,
+    /// Its `Idempotency-Key`, if it came with one.
+    claim: Option<Claim>,
 }
 
 impl Pending {
@@ -136,7 +148,13 @@ impl Pending {
             metadata: c.metadata().map(str::to_owned),
             issuer,
             valid_until: c.valid_until(),
+            claim: None,
         }
+    }
+
+    /// The same, stored with its `Idempotency-Key` (see [`idempotency`]).
+    pub fn keyed(self, claim: Option<Claim>) -> Self {
+        Pending { claim, ..self }
     }
 }
 
@@ -171,6 +189,26 @@ impl<'a> IssueParams<'a> {
             valid_until: items.iter().map(|p| p.valid_until).collect(),
         }
     }
+
+    /// [`ISSUE_MANY`]'s parameters `$1`–`$9`: these arrays, the task's
+    /// `worker_id` and the batch's `deadline`.
+    pub fn bind<'s>(
+        &'s self,
+        worker_id: &'s (dyn ToSql + Sync),
+        deadline: &'s SystemTime,
+    ) -> [&'s (dyn ToSql + Sync); 9] {
+        [
+            &self.ids,
+            &self.names,
+            &self.emails,
+            &self.types,
+            &self.metadata,
+            &self.issuers,
+            worker_id,
+            deadline,
+            &self.valid_until,
+        ]
+    }
 }
 
 /// What the batch says about one request.
@@ -189,6 +227,8 @@ pub enum Outcome {
     },
     /// Skipped, and its holder gone by the time the batch looked: try again.
     Raced,
+    /// Not inserted: its `Idempotency-Key` was stored before.
+    Key(KeyOutcome),
 }
 
 /// The multi-row insert behind the coalescer.
@@ -210,22 +250,13 @@ impl Batch for IssueBatch {
         deadline: Deadline,
     ) -> Result<Vec<Outcome>, DbError> {
         let p = IssueParams::new(items);
-        let rows = conn
-            .query(
-                &conn.stmts.issue,
-                &[
-                    &p.ids,
-                    &p.names,
-                    &p.emails,
-                    &p.types,
-                    &p.metadata,
-                    &p.issuers,
-                    &self.worker_id,
-                    &deadline.0,
-                    &p.valid_until,
-                ],
-            )
-            .await?;
+        // Issuance's own statement unless some request carries an Idempotency-Key.
+        let rows = if items.iter().any(|p| p.claim.is_some()) {
+            idempotency::issue(conn, &p, items, &self.worker_id, deadline).await?
+        } else {
+            conn.query(&conn.stmts.issue, &p.bind(&self.worker_id, &deadline.0))
+                .await?
+        };
         let mut inserted: HashMap<uuid::Uuid, (Option<&str>, SystemTime)> =
             HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -236,8 +267,16 @@ impl Batch for IssueBatch {
             );
         }
 
-        // Triples that were taken: find their holders in a new statement.
+        // Keys stored before, then triples that were taken: in new statements.
         let skipped: Vec<&Pending> = items.iter().filter(|p| !inserted.contains_key(&p.id)).collect();
+        let Stored {
+            mut outcomes,
+            answered_409,
+        } = Stored::lookup(conn, &skipped).await?;
+        let skipped: Vec<&Pending> = skipped
+            .into_iter()
+            .filter(|p| !outcomes.contains_key(&p.id))
+            .collect();
         let holders = if skipped.is_empty() {
             Vec::new()
         } else {
@@ -273,6 +312,8 @@ impl Batch for IssueBatch {
                         metadata: metadata.map(str::to_owned),
                         issued_at: *at,
                     }
+                } else if let Some(outcome) = outcomes.remove(&p.id) {
+                    Outcome::Key(outcome)
                 } else if let Some((id, by, issuer, at)) = existing.get(&key(p)) {
                     Outcome::Exists {
                         id: *id,
@@ -280,6 +321,9 @@ impl Batch for IssueBatch {
                         issuer: issuer.map(str::to_owned),
                         issued_at: *at,
                     }
+                } else if let Some(id) = answered_409.get(&p.id) {
+                    // Answered 409 before, and the holder is gone: issue it now.
+                    Outcome::Key(KeyOutcome::Rerun(*id))
                 } else {
                     // Its holder was deleted in between: the request tries again.
                     Outcome::Raced
@@ -340,6 +384,8 @@ pub struct Issuance {
     max_validity: Duration,
     /// `BULK_MAX`.
     bulk_max: usize,
+    /// Idempotency keys in flight on this task; the purge of expired ones.
+    keys: Keys,
 }
 
 impl Endpoint for Issuance {
@@ -372,6 +418,7 @@ impl Endpoint for Issuance {
             ),
             max_validity: config.credential_max_validity,
             bulk_max: config.bulk_max,
+            keys: Keys::new(&pool),
         }
     }
 
@@ -380,19 +427,39 @@ impl Endpoint for Issuance {
         if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
             return Err(ApiError::Forbidden(NOT_AN_ISSUER));
         }
+        let key = Claim::parse(ctx.idempotency_key, &body)?;
         // simd-json rewrites its input; `body` stays intact for the raw metadata.
         let mut scratch = body.to_vec();
         let credential = NewCredential::parse_within(&body, &mut scratch, self.max_validity)?;
         let issuer = permitted(ctx.caller, credential.credential_type())?;
-        let id = uuid::Uuid::new_v4();
+        let _in_flight = key
+            .as_ref()
+            .map(|k| self.keys.enter(issuer.clone(), k))
+            .transpose()?;
+        let mut id = uuid::Uuid::new_v4();
+        // The key the next attempt carries: none while it runs again under the key's id.
+        let mut claim = key.clone();
         let owner = ctx.caller.owner();
         for _ in 0..ATTEMPTS {
-            let outcome = self
-                .batches
-                .submit_as(owner, Pending::new(id, &credential, issuer.clone()))
-                .await?;
-            if let Some(reply) = answer(ctx, &credential, id, outcome) {
-                return Ok(reply);
+            let pending = Pending::new(id, &credential, issuer.clone()).keyed(claim.clone());
+            match self.batches.submit_as(owner, pending).await? {
+                Outcome::Key(KeyOutcome::Replay(row)) => return idempotency::replay(ctx, &row),
+                Outcome::Key(KeyOutcome::Reused) => return Err(ApiError::KeyReused),
+                Outcome::Key(KeyOutcome::Rerun(stored)) => {
+                    // Under the key's credential id, without the key, which is stored.
+                    (id, claim) = (stored, None);
+                    continue;
+                }
+                Outcome::Exists { id: holder, .. } if key.is_some() && claim.is_none() && holder == id => {
+                    // Another retry issued the key's credential first: replay it.
+                    claim = key.clone();
+                    continue;
+                }
+                outcome => {
+                    if let Some(reply) = answer(ctx, &credential, id, outcome) {
+                        return Ok(reply);
+                    }
+                }
             }
         }
         Err(kept_disappearing())
@@ -401,6 +468,13 @@ impl Endpoint for Issuance {
     async fn handle_bulk(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
         if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
             return Err(ApiError::Forbidden(NOT_AN_ISSUER));
+        }
+        if !matches!(ctx.idempotency_key, KeyHeader::Absent) {
+            // Not replayed yet: saying so beats a retry that silently issues twice.
+            return Err(ApiError::Invalid(Invalid(vec![FieldError::new(
+                "Idempotency-Key",
+                "is not supported on the bulk route: retrying a bulk request answers 409 for the items it stored",
+            )])));
         }
         let bulk = Bulk::parse(&body, self.bulk_max)?;
         let mut scratch = body.to_vec();
@@ -543,7 +617,9 @@ fn answer(
             let existing = disclose.then_some((id, issued_by.as_str(), issued_at));
             Some(conflict(ctx, existing))
         }
-        Outcome::Raced => None,
+        // Key outcomes come only to keyed requests, which `handle` answers itself;
+        // a bulk item carries no key.
+        Outcome::Raced | Outcome::Key(_) => None,
     }
 }
 
@@ -571,11 +647,19 @@ pub fn issued(
         valid_until: c.valid_until(),
     };
     log::info!(request_id = ctx.request_id, id:% = id, client = ctx.caller.name(); "credential issued");
+    created(&credential)
+}
+
+/// The 201's body for `credential`: what the task that issued it answered,
+/// byte for byte, whoever writes it again.
+fn created(credential: &Credential<'_>) -> Reply {
     Reply::json(
         StatusCode::CREATED,
         json::object(|o| {
-            o.bool("success", true)
-                .str("message", &format!("credential issued by {}", ctx.worker_id));
+            o.bool("success", true).str(
+                "message",
+                &format!("credential issued by {}", credential.issued_by),
+            );
             credential.write(o, "credential");
         }),
     )

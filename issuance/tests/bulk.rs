@@ -233,3 +233,21 @@ async fn past_the_bulk_memory_budget_a_bulk_request_gets_a_fast_503() {
     assert_eq!(app.post_json(BULK, &body).await.status, 200);
     assert_eq!(app.db.count_credentials().await, 1);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_on_a_bulk_request_is_refused_not_ignored() {
+    let app = spawn_app::<Issuance>().await;
+    let body = json!({ "credentials": [person(1)] }).to_string();
+    let res = app
+        .post_with(
+            BULK,
+            Some("application/json"),
+            body,
+            app.key.as_deref(),
+            &[("idempotency-key", "k-1")],
+        )
+        .await;
+    assert_eq!(res.status, 400, "{:?}", res.body);
+    assert_eq!(res.json()["errors"][0]["field"], "Idempotency-Key");
+    assert_eq!(app.db.count_credentials().await, 0);
+}

@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::db::{Pool, Statements};
 use crate::error::ApiError;
-use crate::http::Reply;
+use crate::http::{KeyHeader, Reply};
 use bytes::Bytes;
 use std::future::Future;
 
@@ -90,4 +90,6 @@ pub struct RequestCtx<'a> {
     pub worker_id: &'a str,
     /// Who sent it (admitted: its key is live and it is within its rate limit).
     pub caller: &'a Caller,
+    /// Its `Idempotency-Key` header as sent, for the handler that honours it to check.
+    pub idempotency_key: &'a KeyHeader,
 }

@@ -151,6 +151,7 @@ impl<E: Endpoint> Shared<E> {
                     *caller = who;
                     refusal
                 });
+                let idempotency_key = http::idempotency_key(&req);
                 let mut limit = self.config.max_body_bytes;
                 let _bulk_permit = if route == Route::Bulk {
                     // A bulk body is large: a refused caller's is thrown away
@@ -178,6 +179,7 @@ impl<E: Endpoint> Shared<E> {
                     request_id,
                     worker_id: &self.config.worker_id,
                     caller: who,
+                    idempotency_key: &idempotency_key,
                 };
                 match route {
                     // The router matched the path, so it holds the parameter.
@@ -202,6 +204,7 @@ impl<E: Endpoint> Shared<E> {
                 allow: Some(allow),
                 retry_after: None,
                 challenge: false,
+                replayed: false,
             }),
         }
     }
