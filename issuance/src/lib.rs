@@ -481,13 +481,15 @@ impl Endpoint for Issuance {
         // Each item as the single route reads a body: refused ones are answered now.
         let mut replies: Vec<Option<Reply>> = Vec::with_capacity(bulk.len());
         let mut valid = Vec::with_capacity(bulk.len());
+        let mut ids = bulk::random_ids(bulk.len()).into_iter();
         for (at, (raw, scratch)) in bulk.split(&body, &mut scratch).into_iter().enumerate() {
             let checked = NewCredential::parse_within(raw, scratch, self.max_validity)
                 .map_err(ApiError::from)
                 .and_then(|c| Ok((permitted(ctx.caller, c.credential_type())?, c)));
             match checked {
                 Ok((issuer, credential)) => {
-                    valid.push((at, uuid::Uuid::new_v4(), credential, issuer));
+                    let id = ids.next().unwrap_or_else(uuid::Uuid::new_v4);
+                    valid.push((at, id, credential, issuer));
                     replies.push(None);
                 }
                 Err(e) => replies.push(Some(self.refused(ctx, e))),

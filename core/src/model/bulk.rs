@@ -82,6 +82,26 @@ impl Bulk {
     }
 }
 
+/// `n` random (version 4) ids from one read of the system's random source: a
+/// profile of bulk issuance found `Uuid::new_v4`'s `getrandom` call per id
+/// taking about 4 % of the task's CPU. Falls back to one call per id if the
+/// batched read fails.
+pub fn random_ids(n: usize) -> Vec<uuid::Uuid> {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut bytes = vec![0u8; n * 16];
+    if SystemRandom::new().fill(&mut bytes).is_err() {
+        return (0..n).map(|_| uuid::Uuid::new_v4()).collect();
+    }
+    bytes
+        .chunks_exact(16)
+        .map(|c| {
+            let mut b = [0u8; 16];
+            b.copy_from_slice(c);
+            uuid::Builder::from_random_bytes(b).into_uuid()
+        })
+        .collect()
+}
+
 /// The answer to a bulk request whose items got `replies`, in request order:
 /// 200 with [`results`]; or 503 when every item got 503 (nothing was stored,
 /// and the client retries the whole request after `Retry-After`).
@@ -149,6 +169,14 @@ mod tests {
                     .map(|f| format!("{}: {}", f.field, f.message))
                     .collect()
             })
+    }
+
+    #[test]
+    fn random_ids_are_distinct_version_4_uuids() {
+        let ids = random_ids(1000);
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().all(|id| id.get_version_num() == 4));
+        assert_eq!(ids.iter().collect::<std::collections::HashSet<_>>().len(), 1000);
     }
 
     #[test]
