@@ -32,9 +32,10 @@
 //! is in `/health`'s `replica` field and in the metrics `db_replica_up`,
 //! `db_replica_lag_seconds` and `db_reads_total{target,fallback}`.
 //!
-//! `DATABASE_READ_URL` must name one server at a time (a replica, an RDS read
-//! replica's endpoint, or a pooler in front of exactly one replica): R and the
-//! lookup must come from the same server. A server that is not a standby
+//! R and the lookup run on the same connection, so each connection to
+//! `DATABASE_READ_URL` must reach one server (a replica's endpoint, a DNS name
+//! over several, or a pooler in front of exactly one replica; not a pooler that
+//! spreads statements over several servers). A server that is not a standby
 //! (`pg_last_wal_replay_lsn()` is null: a primary, or an Aurora reader, whose
 //! storage is shared and has no replay position) is never read from; a warning
 //! says so.
