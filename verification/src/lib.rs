@@ -15,7 +15,10 @@ use hyper::StatusCode;
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
 use kc_core::db::replica::Read;
-use kc_core::db::{self, Conn, DbError, Pool, Prepare, Replica, ReplicaState, Statements, Stmt};
+use kc_core::db::{
+    self, Conn, DbError, DbMetrics, Fallback, Pool, Prepare, ReadTarget, Replica, ReplicaState, Statements,
+    Stmt,
+};
 use kc_core::json;
 use kc_core::model::{Credential, VerifyRequest, View};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
@@ -48,6 +51,8 @@ impl Statements for VerifyStatements {
 /// without copying. On the read replica when there is one and it may answer.
 pub struct LookupBatch {
     replica: Option<Replica<VerifyStatements>>,
+    /// Where reads landed is counted here (`db_reads_total`).
+    metrics: Arc<DbMetrics>,
 }
 
 /// One batch's lookup, on whichever connection [`Replica::read`] picks.
@@ -81,7 +86,12 @@ impl Batch for LookupBatch {
     ) -> Result<Vec<Option<Arc<Row>>>, DbError> {
         match &self.replica {
             Some(replica) => replica.read(conn, ids.len(), &Lookup(ids)).await,
-            None => Lookup(ids).run(conn).await,
+            None => {
+                let rows = Lookup(ids).run(conn).await?;
+                self.metrics
+                    .read(ReadTarget::Primary(Fallback::NoReplica), ids.len() as u64);
+                Ok(rows)
+            }
         }
     }
 }
@@ -104,7 +114,14 @@ impl Endpoint for Verification {
         let replica = Replica::start(&pool, config);
         let state = replica.as_ref().map(Replica::state);
         Verification {
-            batches: Coalescer::on_pool(&pool, LookupBatch { replica }, config),
+            batches: Coalescer::on_pool(
+                &pool,
+                LookupBatch {
+                    replica,
+                    metrics: pool.metrics().clone(),
+                },
+                config,
+            ),
             replica: state,
         }
     }

@@ -9,7 +9,9 @@
 //!   primary answers) and one revoked on the primary meanwhile is 404 revoked,
 //!   never 200 from the replica's stale row; `/health` says `replica: lagging`;
 //! - with the replica stopped, verification keeps answering 200, never 503,
-//!   and `/health` stays 200 with `replica: down`.
+//!   and `/health` stays 200 with `replica: down`;
+//! - without one, every read counts as the primary's (`no_replica`) and
+//!   `/health` says nothing of a replica.
 
 use issuance::Issuance;
 use kc_testing::fakes::PrivatePostgres;
@@ -219,4 +221,23 @@ async fn verification_reads_from_a_streaming_replica_and_answers_as_the_primary_
     assert!(after.1 > before.1, "the primary answered");
     let fresh = issue(&issuer, "issued while the replica is down").await;
     assert_eq!(verify(&verifier, &fresh).await.0, 200);
+}
+
+#[tokio::test]
+async fn without_a_replica_every_read_is_counted_on_the_primary_and_health_says_nothing_of_one() {
+    let issuer = kc_testing::spawn_app::<Issuance>().await;
+    let verifier = spawn_app_with::<Verification>(issuer.db.clone(), &[]).await;
+    let id = issue(&issuer, "no replica").await;
+    for _ in 0..3 {
+        assert_eq!(verify(&verifier, &id).await.0, 200);
+    }
+    let metrics = verifier.metrics().await;
+    assert_eq!(reads(&metrics, "primary", "no_replica"), 3, "{metrics}");
+    assert_eq!(reads(&metrics, "replica", "none"), 0);
+    assert!(
+        !metrics.contains("db_replica_up"),
+        "no replica gauges without a replica"
+    );
+    let health = verifier.get("/health").await.json();
+    assert!(health.get("replica").is_none(), "{health}");
 }

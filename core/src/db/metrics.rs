@@ -93,12 +93,31 @@ pub struct DbMetrics {
     pub(crate) statement_duration: Histogram,
     pub(crate) queue_depth: Gauge,
     reads: Family<ReadLabels, Counter>,
+    /// `reads`' series, made once: counting is one atomic add. Index 0 is the
+    /// replica, then the primary for each [`Fallback`] in its order.
+    reads_by_target: [Counter; 6],
 }
 
 impl Default for DbMetrics {
     fn default() -> Self {
         let shed = Family::<Reason, Counter>::default();
         let errors = Family::<ErrorType, Counter>::default();
+        let reads = Family::<ReadLabels, Counter>::default();
+        let read = |target: ReadTarget| {
+            let (target, fallback) = match target {
+                ReadTarget::Replica => ("replica", "none"),
+                ReadTarget::Primary(why) => ("primary", why.as_str()),
+            };
+            reads.get_or_create(&ReadLabels { target, fallback }).clone()
+        };
+        let reads_by_target = [
+            read(ReadTarget::Replica),
+            read(ReadTarget::Primary(Fallback::NoReplica)),
+            read(ReadTarget::Primary(Fallback::ReplicaDown)),
+            read(ReadTarget::Primary(Fallback::ReplicaLagging)),
+            read(ReadTarget::Primary(Fallback::ReplicaBehind)),
+            read(ReadTarget::Primary(Fallback::ReplicaError)),
+        ];
         let reason = |reason| shed.get_or_create(&Reason { reason }).clone();
         let error = |error_type| errors.get_or_create(&ErrorType { error_type }).clone();
         DbMetrics {
@@ -119,7 +138,8 @@ impl Default for DbMetrics {
             queue_wait: Histogram::new(DURATION_BUCKETS),
             statement_duration: Histogram::new(DURATION_BUCKETS),
             queue_depth: Gauge::default(),
-            reads: Family::default(),
+            reads,
+            reads_by_target,
         }
     }
 }
@@ -146,17 +166,15 @@ impl DbMetrics {
 
     /// Counts `n` reads answered from `target`.
     pub fn read(&self, target: ReadTarget, n: u64) {
-        let labels = match target {
-            ReadTarget::Replica => ReadLabels {
-                target: "replica",
-                fallback: "none",
-            },
-            ReadTarget::Primary(why) => ReadLabels {
-                target: "primary",
-                fallback: why.as_str(),
-            },
+        let index = match target {
+            ReadTarget::Replica => 0,
+            ReadTarget::Primary(Fallback::NoReplica) => 1,
+            ReadTarget::Primary(Fallback::ReplicaDown) => 2,
+            ReadTarget::Primary(Fallback::ReplicaLagging) => 3,
+            ReadTarget::Primary(Fallback::ReplicaBehind) => 4,
+            ReadTarget::Primary(Fallback::ReplicaError) => 5,
         };
-        self.reads.get_or_create(&labels).inc_by(n);
+        self.reads_by_target[index].inc_by(n);
     }
 
     /// Registers every metric under its Prometheus name.
