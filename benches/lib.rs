@@ -53,6 +53,7 @@ pub fn ctx() -> RequestCtx<'static> {
         request_id: "bench-request",
         worker_id: "ip-10-0-1-123.ec2.internal",
         caller: &CALLER,
+        idempotency_key: &kc_core::http::KeyHeader::Absent,
     }
 }
 

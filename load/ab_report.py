@@ -1,12 +1,15 @@
 """The report of an interleaved A/B comparison (load/ab.sh: two builds;
-load/limit.sh with AUTH_COMPARE=1: AUTH_MODE=off against keys checked).
+load/limit.sh with AUTH_COMPARE=1: AUTH_MODE=off against keys checked; with
+BULK_COMPARE=1: single requests against bulk requests).
 
     python3 load/ab_report.py SERVICE LABEL_A LABEL_B CLK_TCK [JSON_OUT] <results
 
 Reads "side round cpu_ticks WRK_JSON" lines (side a or b) and prints each round
-and each side's median requests/s, p99 and CPU time per request, with the
+and each side's median credentials/s, p99 and CPU time per credential, with the
 ratio of the medians B/A and the median of the per-round ratios B/A. With
-JSON_OUT, also writes those figures there as one line of JSON.
+JSON_OUT, also writes those figures there as one line of JSON. A credential is
+a request's, or for bulk requests (load/wrk/*_bulk.lua) an item answered as
+expected ("items_ok"); a p99 is a request's.
 """
 import json
 import statistics
@@ -18,9 +21,12 @@ def read(lines, hz):
     for line in lines:
         side, round_, ticks, data = line.split(" ", 3)
         w = json.loads(data)
-        rps = w["requests"] / (w["duration_us"] / 1e6)
-        cpu_us = int(ticks) / hz * 1e6 / max(w["requests"], 1)
-        rows[side].append((int(round_), rps, w["p99_us"] / 1000, cpu_us, w["non2xx"] + w["errors"]))
+        done = w.get("items_ok", w["requests"])
+        rps = done / (w["duration_us"] / 1e6)
+        cpu_us = int(ticks) / hz * 1e6 / max(done, 1)
+        # A bulk item not answered as expected is an error like a request's non-2xx.
+        missed = w["requests"] * w.get("items", 1) - done if "items" in w else 0
+        rows[side].append((int(round_), rps, w["p99_us"] / 1000, cpu_us, w["non2xx"] + w["errors"] + max(missed, 0)))
     return rows
 
 
@@ -48,13 +54,13 @@ def main():
     rows = read(sys.stdin, hz)
     s = summary(rows)
     print(f"{service}: A = {a}, B = {b}")
-    print("| round | A requests/s | B requests/s | B/A | A p99 ms | B p99 ms | A CPU µs/request | B CPU µs/request | B/A |")
+    print("| round | A credentials/s | B credentials/s | B/A | A p99 ms | B p99 ms | A CPU µs/credential | B CPU µs/credential | B/A |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for (r, ra, pa, ca, _), (_, rb, pb, cb, _) in zip(rows["a"], rows["b"]):
         print(f"| {r} | {ra:,.0f} | {rb:,.0f} | {rb / ra:.3f} | {pa:.2f} | {pb:.2f} | {ca:.1f} | {cb:.1f} | {cb / ca:.3f} |")
-    print(f"median requests/s: A {s['a_rps']:,.0f}, B {s['b_rps']:,.0f}; ratio of the medians B/A = "
+    print(f"median credentials/s: A {s['a_rps']:,.0f}, B {s['b_rps']:,.0f}; ratio of the medians B/A = "
           f"{s['rps_ratio_of_medians']:.3f}; median of the per-round ratios B/A = {s['rps_ratio_median_per_round']:.3f}")
-    print(f"median CPU per request: A {s['a_cpu_us_per_request']:.1f} µs, B {s['b_cpu_us_per_request']:.1f} µs; ratio of the medians B/A = "
+    print(f"median CPU per credential: A {s['a_cpu_us_per_request']:.1f} µs, B {s['b_cpu_us_per_request']:.1f} µs; ratio of the medians B/A = "
           f"{s['cpu_ratio_of_medians']:.3f}; median of the per-round ratios B/A = {s['cpu_ratio_median_per_round']:.3f}")
     print(f"errors and non-2xx: {s['errors']}")
     if len(sys.argv) == 6:

@@ -79,6 +79,34 @@ export function verify(id, tags = {}) {
   });
 }
 
+/** Items per bulk request (BULK_SIZE, default 100). */
+export const BULK_SIZE = parseInt(__ENV.BULK_SIZE || 100, 10);
+
+/** POST /issuance/credentials/batch with these credentials. */
+export function issueBulk(credentials, tags = {}) {
+  return http.post(`${BASE_URL}/issuance/credentials/batch`, JSON.stringify({ credentials }), {
+    headers: ISSUE_HEADERS,
+    tags: Object.assign({ endpoint: 'issue-bulk' }, tags),
+  });
+}
+
+/** POST /verification/credentials/batch for these ids. */
+export function verifyBulk(ids, tags = {}) {
+  return http.post(`${BASE_URL}/verification/credentials/batch`, JSON.stringify({ credentials: ids.map((id) => ({ id })) }), {
+    headers: VERIFY_HEADERS,
+    tags: Object.assign({ endpoint: 'verify-bulk' }, tags),
+  });
+}
+
+/** How many of a bulk answer's items have this status (0 when it is not a 200 with results). */
+export function bulkItemsWith(res, status) {
+  try {
+    return res.status === 200 ? res.json('results').filter((r) => r.status === status).length : 0;
+  } catch (_) {
+    return 0;
+  }
+}
+
 /** The credential id of a 201 response, or undefined. */
 export function issuedId(res) {
   try {

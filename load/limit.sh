@@ -21,7 +21,12 @@
 #      the key) and one without (AUTH_MODE=off, no key), same size, same schema;
 #      wrk against each in turn, COMPARE_ROUNDS times (the order swapped every
 #      round), COMPARE_SECONDS each; the medians and their ratio on/off
-#      (load/ab_report.py).
+#      (load/ab_report.py);
+#   7. with BULK_COMPARE=1, what bulk requests gain (issue 18: at least 3x
+#      each): per service one task, wrk against it in turn with single requests
+#      and with bulk requests of BULK_SIZE (100) items (load/wrk/*_bulk.lua),
+#      COMPARE_ROUNDS times, COMPARE_SECONDS each; the median credentials/s of
+#      each (for bulk, items answered 201 or 200) and their ratio.
 #
 # The tasks check API keys, as in production (AUTH_MODE=required, the
 # default; AUTH_MODE=off measures without): an issuer and a verifier are made
@@ -37,7 +42,8 @@
 # TARGET (a target triple, e.g. x86_64-unknown-linux-musl to measure the binary
 # the Dockerfile builds; default: the host's), TASK_CPU, TASK_MEMORY_MB,
 # P99_BOUND_MS (25), AUTH_MODE (required), AUTH_COMPARE (unset; 1: step 6),
-# COMPARE_ROUNDS (5), COMPARE_SECONDS (8).
+# BULK_COMPARE (unset; 1: step 7), BULK_SIZE (100), COMPARE_ROUNDS (5),
+# COMPARE_SECONDS (8).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -57,6 +63,8 @@ AUTH_MODE=${AUTH_MODE:-required}
 AUTH_COMPARE=${AUTH_COMPARE:-}
 COMPARE_ROUNDS=${COMPARE_ROUNDS:-5}
 COMPARE_SECONDS=${COMPARE_SECONDS:-8}
+BULK_COMPARE=${BULK_COMPARE:-}
+export BULK_SIZE=${BULK_SIZE:-100}
 OUT=target/limit
 say() { printf '[limit] %s\n' "$*" >&2; }
 cg_init || exit 2
@@ -329,6 +337,35 @@ if [ -n "$AUTH_COMPARE" ]; then
     IDS_FILE="$OUT/ids.txt" auth_compare verification $((PORT_BASE + 3)) verify.lua
     say "authentication on vs off: issuance ($COMPARE_ROUNDS rounds of ${COMPARE_SECONDS}s each side)"
     auth_compare issuance $((PORT_BASE + 5)) issue.lua
+fi
+
+# BULK_COMPARE=1: one task, wrk with single requests (a) and bulk requests (b) in turn.
+bulk_compare() { # service port single-lua bulk-lua
+    local pid round side lua before json results="$OUT/bulk-compare-$1.txt" kind
+    kind=$(open_loop_kind "$1")
+    start_task "$1" "$2" "$AUTH_MODE" "$1-bulk"
+    pid=${PIDS[-1]}
+    : >"$results"
+    for round in $(seq 1 "$COMPARE_ROUNDS"); do
+        for side in $([ $((round % 2)) = 1 ] && echo a b || echo b a); do
+            if [ "$side" = a ]; then lua=$3; else lua=$4; fi
+            before=$(task_ticks "$pid")
+            json=$(run_wrk "$2" "$lua" "$COMPARE_SECONDS" "$OUT/wrk-compare.txt")
+            echo "$side $round $(($(task_ticks "$pid") - before)) $json" >>"$results"
+            say "  $1 round $round: $([ "$side" = a ] && echo single || echo "bulk of $BULK_SIZE") $(python3 load/limit_report.py rps "$json") credentials/s"
+        done
+    done
+    kill -TERM "$pid" 2>/dev/null || true
+    python3 load/ab_report.py "$1" "single requests" "bulk requests of $BULK_SIZE" \
+        "$(getconf CLK_TCK)" "$OUT/bulk-compare-$1.json" <"$results" >&2
+    fact "${kind}_bulk_compare" "$(cat "$OUT/bulk-compare-$1.json")"
+    fact "${kind}_bulk_compare_cgroup" "$(cg_report "$CGROUP" "$1-bulk")"
+}
+if [ -n "$BULK_COMPARE" ]; then
+    say "single vs bulk requests of $BULK_SIZE: verification ($COMPARE_ROUNDS rounds of ${COMPARE_SECONDS}s each side)"
+    IDS_FILE="$OUT/ids.txt" bulk_compare verification $((PORT_BASE + 7)) verify.lua verify_bulk.lua
+    say "single vs bulk requests of $BULK_SIZE: issuance ($COMPARE_ROUNDS rounds of ${COMPARE_SECONDS}s each side)"
+    bulk_compare issuance $((PORT_BASE + 8)) issue.lua issue_bulk.lua
 fi
 
 fact auth_mode "$AUTH_MODE"

@@ -4,7 +4,7 @@
         prints "rps p50_ms p99_ms peak_rss_mb non2xx errors requests task_cpu_pct machine_busy_pct"
         for one wrk run (the JSON line load/wrk/report.lua prints)
     python3 load/limit_report.py rps 'WRK_JSON-LINE'
-        prints the requests per second of one wrk run
+        prints the requests (bulk: items answered as expected) per second of one wrk run
     python3 load/limit_report.py report OUT_DIR
         reads OUT_DIR/facts.txt ("key value" lines written by limit.sh), writes
         OUT_DIR/limit-<date>.json and OUT_DIR/limit-latest.json and prints the table
@@ -20,9 +20,14 @@ import sys
 AUTH_COST_BOUND = 0.97
 
 
+# Issue 18: credentials per second through bulk requests of 100 at least 3x single requests.
+BULK_GAIN_BOUND = 3.0
+
+
 def rps_of(line):
+    """Requests per second, or for bulk requests items answered as expected per second."""
     w = json.loads(line)
-    return w["requests"] / (w["duration_us"] / 1e6)
+    return w.get("items_ok", w["requests"]) / (w["duration_us"] / 1e6)
 
 
 def wrk(line, hwm_kb, task_cpu, machine_busy):
@@ -90,6 +95,12 @@ def report(out):
             c["cgroup"] = f.get(f"{prefix}_auth_compare_cgroup", "")
             c["within_bound"] = c["rps_ratio_of_medians"] >= AUTH_COST_BOUND
             r[prefix]["auth_compare"] = c
+        # a is single requests, b bulk requests (credentials per second each).
+        if f.get(f"{prefix}_bulk_compare"):
+            c = json.loads(f[f"{prefix}_bulk_compare"])
+            c["cgroup"] = f.get(f"{prefix}_bulk_compare_cgroup", "")
+            c["within_bound"] = c["rps_ratio_of_medians"] >= BULK_GAIN_BOUND
+            r[prefix]["bulk_compare"] = c
     r["verify_ratio"] = r["verify"]["rps"] / r["pgbench_select_tps"]
     r["issue_ratio"] = r["issue"]["rps"] / r["pgbench_insert_tps"]
     stamp = r["date"].replace(":", "").replace("-", "")
@@ -140,6 +151,15 @@ Checkpoints while issuance ran: {r['checkpoints_during_issuance']}.)
         for label, c in compared:
             print(f"| {label} | {c['rounds']} | {c['a_rps']:.0f} | {c['b_rps']:.0f} | {c['rps_ratio_of_medians']:.3f} | "
                   f"{c['rps_ratio_median_per_round']:.3f} | {c['a_cpu_us_per_request']:.1f} · {c['b_cpu_us_per_request']:.1f} | "
+                  f"{c['errors']} | {'yes' if c['within_bound'] else 'NO'} |")
+    bulk = [(label, t["bulk_compare"]) for label, t in (("verification", v), ("issuance", i)) if "bulk_compare" in t]
+    if bulk:
+        print(f"\nBulk against single requests (issue 18: bulk/single ≥ {BULK_GAIN_BOUND:g}), wrk on one task in turn, medians:\n")
+        print("| task | rounds | single credentials/s | bulk credentials/s | bulk/single | per-round median | CPU µs/credential single · bulk | errors | ≥ 3 |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
+        for label, c in bulk:
+            print(f"| {label} | {c['rounds']} | {c['a_rps']:.0f} | {c['b_rps']:.0f} | {c['rps_ratio_of_medians']:.2f} | "
+                  f"{c['rps_ratio_median_per_round']:.2f} | {c['a_cpu_us_per_request']:.1f} · {c['b_cpu_us_per_request']:.1f} | "
                   f"{c['errors']} | {'yes' if c['within_bound'] else 'NO'} |")
     print(f"""
 verify_rps / pgbench_select_tps = {r['verify_ratio']:.2f}

@@ -73,6 +73,12 @@ pub struct Config {
     pub max_connections: usize,
     /// `MAX_BODY_BYTES`: larger request bodies get 413 (default 65536).
     pub max_body_bytes: usize,
+    /// `BULK_MAX`: requests one bulk request (`POST {route}/batch`) may carry; more get 400
+    /// (default 1000).
+    pub bulk_max: usize,
+    /// `BULK_MAX_BODY_BYTES`: larger bulk request bodies get 413 (default 1048576: 1,000
+    /// credentials of about 1 KB).
+    pub bulk_max_body_bytes: usize,
     /// `SHUTDOWN_GRACE_SECONDS`: how long in-flight requests may finish after SIGTERM (default 20).
     pub shutdown_grace: Duration,
     /// `CORS_ALLOWED_ORIGINS`: a comma-separated list of origins; unset: no CORS headers. `*` is
@@ -220,6 +226,8 @@ impl Config {
             db_queue_timeout: millis(&get, "DB_QUEUE_TIMEOUT_MS", 250)?,
             max_connections: parse(&get, "MAX_CONNECTIONS", 1024usize, 1..=1_000_000)?,
             max_body_bytes: parse(&get, "MAX_BODY_BYTES", 65536usize, 2..=64 * 1024 * 1024)?,
+            bulk_max: parse(&get, "BULK_MAX", 1000usize, 1..=100_000)?,
+            bulk_max_body_bytes: parse(&get, "BULK_MAX_BODY_BYTES", 1_048_576usize, 2..=64 * 1024 * 1024)?,
             shutdown_grace: Duration::from_secs(parse(&get, "SHUTDOWN_GRACE_SECONDS", 20u64, 0..=3600)?),
             cors: parse_with(
                 &get,
@@ -499,6 +507,7 @@ mod tests {
         let c = config(&[("DATABASE_URL", "postgres://u:secret@db.example:6543/creds")]).unwrap();
         assert_eq!(c.port, 3000);
         assert_eq!(c.max_body_bytes, 65536);
+        assert_eq!((c.bulk_max, c.bulk_max_body_bytes), (1000, 1_048_576));
         assert_eq!(c.shutdown_grace, Duration::from_secs(20));
         assert_eq!(c.cors, CorsOrigins::Off);
         assert_eq!(c.auth_mode, AuthMode::Required);
@@ -641,6 +650,8 @@ mod tests {
             ("PORT", "70000"),
             ("DB_POOL_SIZE", "0"),
             ("MAX_BODY_BYTES", "-1"),
+            ("BULK_MAX", "0"),
+            ("BULK_MAX_BODY_BYTES", "1"),
             ("LOG_FORMAT", "xml"),
             ("RUN_MIGRATIONS", "maybe"),
             ("BIND_ADDR", "everywhere"),

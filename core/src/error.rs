@@ -29,6 +29,11 @@ pub enum ApiError {
     Forbidden(&'static str),
     /// The caller is past its rate limit (429); `Retry-After` seconds.
     RateLimited(u32),
+    /// The caller used this `Idempotency-Key` before with another body (422).
+    KeyReused,
+    /// The caller's earlier request with this `Idempotency-Key` is still being
+    /// served (409, `Retry-After`).
+    KeyInFlight,
     /// The database refused a value that passed validation (400); the reason is logged.
     Refused(String),
     /// A dependency (the database) is unavailable; the reason is logged, not shown (503).
@@ -148,6 +153,18 @@ impl ApiError {
             ApiError::RateLimited(seconds) => {
                 let mut reply = simple(StatusCode::TOO_MANY_REQUESTS, "Rate limit exceeded; retry later");
                 reply.retry_after = Some(seconds);
+                reply
+            }
+            ApiError::KeyReused => simple(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "Idempotency-Key was already used with a different request body",
+            ),
+            ApiError::KeyInFlight => {
+                let mut reply = simple(
+                    StatusCode::CONFLICT,
+                    "A request with this Idempotency-Key is still being processed; retry later",
+                );
+                reply.retry_after = Some(1);
                 reply
             }
             ApiError::Unavailable(why) => {

@@ -15,7 +15,7 @@
 //! | `config.rs` | every environment variable, parsed and checked once at start-up |
 //! | `http/conn.rs` | accepting connections, the connection cap, keep-alive and slow-client timeouts, graceful shutdown |
 //! | `http/router.rs` | path and method to route (404, 405); `{api}/{id}/{action}` routes by their template |
-//! | `http/request.rs` | the request id, the content type, reading a bounded body (413, 415, 408) |
+//! | `http/request.rs` | the request id, the `Idempotency-Key` lines as sent, the content type, reading a bounded body (413, 415, 408) |
 //! | `http/response.rs` | [`Reply`], and the headers every response carries (ids, security, CORS) |
 //! | `error.rs` | [`ApiError`], and the one place errors become HTTP statuses and bodies |
 //! | `health.rs` | the health endpoints' answers |

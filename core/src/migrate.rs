@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(&str, &str)] = &[
     ("003_api_clients", include_str!("../../sql/003_api_clients.sql")),
     ("004_roles", include_str!("../../sql/004_roles.sql")),
     ("005_lifecycle", include_str!("../../sql/005_lifecycle.sql")),
+    ("006_idempotency", include_str!("../../sql/006_idempotency.sql")),
 ];
 
 /// First key of the advisory lock (an arbitrary constant: "kc" + "migr").

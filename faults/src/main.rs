@@ -1,6 +1,7 @@
 //! The fault suite: the release binaries under open-loop load while a private
 //! PostgreSQL of the suite's own (never the machine's shared server) is stopped,
-//! frozen with SIGSTOP, overloaded (by everyone, or by one client while another
+//! frozen with SIGSTOP (while clients retry their 503s with an Idempotency-Key,
+//! `retry.rs`), overloaded (by everyone, or by one client while another
 //! sends a little), or fed poison values, and clients hold unfinished request
 //! heads (`heads.rs`); every figure of docs/RELIABILITY.md is
 //! measured here and held against its limit. The tasks check API keys, as in
@@ -21,6 +22,7 @@ mod clients;
 mod heads;
 mod load;
 mod report;
+mod retry;
 mod scenarios;
 mod task;
 

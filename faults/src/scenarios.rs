@@ -7,11 +7,13 @@
 use crate::clients::{self, UNLIMITED};
 use crate::load::{self, Sample, Shape, Stream, FAILED, TIMED_OUT};
 use crate::report::{ms, quantile, statuses, Report};
+use crate::retry::{self, Retrying};
 use crate::task::Task;
 use crate::Suite;
 use kc_core::auth::Role;
 use kc_testing::fakes::{PgBouncer, PrivatePostgres, Upstream};
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The suite's servers trust loopback.
@@ -275,8 +277,15 @@ pub async fn down(suite: &mut Suite) {
     verification.stop().await;
 }
 
+/// Clients that retry their 503s with the same Idempotency-Key during the
+/// frozen scenario: how many, and how often each starts a new credential.
+const RETRYING_CLIENTS: usize = 50;
+const RETRYING_EVERY: Duration = Duration::from_millis(100);
+
 /// The database is frozen with SIGSTOP for 15 s (connections stay open, nothing
-/// answers) under 3,000 issuances a second, then resumes.
+/// answers) under 3,000 issuances a second, then resumes. Beside the load, 50
+/// clients of their own issue 500 credentials a second, each with an
+/// Idempotency-Key, and retry every 503 with the same key until it is answered.
 pub async fn frozen(suite: &mut Suite) {
     const S: &str = "frozen";
     let (server, url) = server();
@@ -299,6 +308,16 @@ pub async fn frozen(suite: &mut Suite) {
             .note(S, "through", "PgBouncer, transaction mode, DB_POOLER=transaction");
     }
     let key = issuer(&url, &issuance, "fault-issuer").await;
+    let retrying = Arc::new(Retrying {
+        addr: issuance.addr,
+        path: ISSUE,
+        key: issuer(&url, &issuance, "fault-retrier").await,
+        body: Arc::new(issue_body("idem")),
+        clients: RETRYING_CLIENTS,
+        every: RETRYING_EVERY,
+        give_up: secs(60),
+        timeout: CLIENT_TIMEOUT,
+    });
     let streams = vec![Stream::post(
         issuance.addr,
         ISSUE,
@@ -308,6 +327,7 @@ pub async fn frozen(suite: &mut Suite) {
     .with_key(&key)];
     let start = Instant::now();
     let load = tokio::spawn(load::run(streams, start, secs(23), CLIENT_TIMEOUT));
+    let retried = tokio::spawn(retry::run(retrying, start, secs(23)));
     at(start, secs(3)).await;
     server.freeze();
     let froze = start.elapsed();
@@ -315,11 +335,13 @@ pub async fn frozen(suite: &mut Suite) {
     server.thaw();
     let thawed = start.elapsed();
     let samples = load.await.expect("the load ran");
+    let retried = retried.await.expect("the retrying clients ran");
     // Whatever the thawed server still runs, let it finish before counting rows.
     tokio::time::sleep(secs(1)).await;
 
     let r = &mut suite.report;
     still_running(r, S, &mut issuance);
+    retried_once(r, S, &retried, &stored(&url, "idem").await);
     let rss = issuance.peak_rss_mb();
     r.check(
         S,
@@ -380,6 +402,56 @@ pub async fn frozen(suite: &mut Suite) {
         first.is_some_and(|d| d <= secs(1)),
     );
     issuance.stop().await;
+}
+
+/// The figures of the clients that retried their 503s with the same
+/// Idempotency-Key (`retried`), given the numbers of their credentials stored.
+fn retried_once(r: &mut Report, scenario: &'static str, retried: &[retry::Issued], stored: &HashSet<u64>) {
+    let attempts: usize = retried.iter().map(|c| c.answers.len()).sum();
+    let answers = retried.iter().flat_map(|c| &c.answers);
+    let retries = retried.iter().filter(|c| c.answers.len() > 1).count();
+    r.note(
+        scenario,
+        "retrying clients (Idempotency-Key): credentials / attempts / credentials retried",
+        format!("{} / {attempts} / {retries}", retried.len()),
+    );
+    let mut counts = std::collections::BTreeMap::new();
+    for a in answers.clone() {
+        *counts.entry(a.status).or_insert(0u64) += 1;
+    }
+    r.note(
+        scenario,
+        "retrying clients: answers",
+        counts
+            .iter()
+            .map(|(s, n)| format!("{s}: {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    let once = retried.iter().filter(|c| c.one_201()).count();
+    r.all(
+        scenario,
+        "retrying clients: credentials that end with exactly one 201",
+        once,
+        retried.len(),
+    );
+    let conflicts = answers.clone().filter(|a| a.status == 409).count();
+    r.check(scenario, "retrying clients: 409s", conflicts, "0", conflicts == 0);
+    let replays = answers.filter(|a| a.replayed).count();
+    r.note(
+        scenario,
+        "retrying clients: 201s replayed (a 503'd statement had committed)",
+        replays,
+    );
+    let sent: HashSet<u64> = retried.iter().map(|c| c.seq).collect();
+    let (missing, extra) = (sent.difference(stored).count(), stored.difference(&sent).count());
+    r.check(
+        scenario,
+        "retrying clients: credentials not stored exactly once (missing / extra)",
+        format!("{missing} / {extra}"),
+        "0 / 0",
+        missing == 0 && extra == 0,
+    );
 }
 
 /// Starts an issuance task on a fresh server whose inserts cost 0.12 ms a row.

@@ -7,23 +7,36 @@
 //! Exactly one of N identical concurrent requests wins, on any number of tasks
 //! and inside one batch, because the database's unique constraint decides.
 //!
+//! `POST /issuance/credentials/batch` issues up to `BULK_MAX` credentials in one
+//! request: each item is read, checked and answered as the single route would
+//! answer it alone, and the valid ones go to the same coalescer together, where
+//! they count as that many requests.
+//!
+//! A request with an `Idempotency-Key` is answered once: see [`idempotency`].
+//!
 //! `POST /issuance/credentials/{id}/revoke` revokes a credential: only the
 //! client that issued it may (anyone with `AUTH_MODE=off`); to any other it does
 //! not exist (404). One UPDATE per revocation, through a coalescer of its own
 //! with one lane, so it is admitted, shed and timed out like an issuance.
 
+pub mod idempotency;
+
 use bytes::Bytes;
 use hyper::StatusCode;
+use idempotency::{Claim, KeyOutcome, Keys, Stored};
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
+use kc_core::http::KeyHeader;
 use kc_core::json;
-use kc_core::model::{canonical_uuid, Credential, NewCredential, RevokeRequest};
+use kc_core::model::{
+    bulk, canonical_uuid, Bulk, Credential, FieldError, Invalid, NewCredential, RevokeRequest,
+};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio_postgres::types::Type;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 /// Inserts a batch; returns the rows it inserted. One round trip when every
@@ -96,6 +109,7 @@ pub struct IssueStatements {
     issue: Stmt,
     existing: Stmt,
     revoke: Stmt,
+    keys: idempotency::KeyStatements,
 }
 
 impl Statements for IssueStatements {
@@ -104,6 +118,7 @@ impl Statements for IssueStatements {
             issue: db.stmt(ISSUE_MANY, &ISSUE_TYPES).await?,
             existing: db.stmt(EXISTING_MANY, &EXISTING_TYPES).await?,
             revoke: db.stmt(REVOKE, &REVOKE_TYPES).await?,
+            keys: idempotency::KeyStatements::prepare(db).await?,
         })
     }
 }
@@ -118,6 +133,8 @@ pub struct Pending {
     metadata: Option<String>,
     issuer: Option<Arc<str>>,
     valid_until: Option<SystemTime>,
+    /// Its `Idempotency-Key`, if it came with one.
+    claim: Option<Claim>,
 }
 
 impl Pending {
@@ -131,7 +148,13 @@ impl Pending {
             metadata: c.metadata().map(str::to_owned),
             issuer,
             valid_until: c.valid_until(),
+            claim: None,
         }
+    }
+
+    /// The same, stored with its `Idempotency-Key` (see [`idempotency`]).
+    pub fn keyed(self, claim: Option<Claim>) -> Self {
+        Pending { claim, ..self }
     }
 }
 
@@ -166,6 +189,26 @@ impl<'a> IssueParams<'a> {
             valid_until: items.iter().map(|p| p.valid_until).collect(),
         }
     }
+
+    /// [`ISSUE_MANY`]'s parameters `$1`–`$9`: these arrays, the task's
+    /// `worker_id` and the batch's `deadline`.
+    pub fn bind<'s>(
+        &'s self,
+        worker_id: &'s (dyn ToSql + Sync),
+        deadline: &'s SystemTime,
+    ) -> [&'s (dyn ToSql + Sync); 9] {
+        [
+            &self.ids,
+            &self.names,
+            &self.emails,
+            &self.types,
+            &self.metadata,
+            &self.issuers,
+            worker_id,
+            deadline,
+            &self.valid_until,
+        ]
+    }
 }
 
 /// What the batch says about one request.
@@ -184,6 +227,8 @@ pub enum Outcome {
     },
     /// Skipped, and its holder gone by the time the batch looked: try again.
     Raced,
+    /// Not inserted: its `Idempotency-Key` was stored before.
+    Key(KeyOutcome),
 }
 
 /// The multi-row insert behind the coalescer.
@@ -205,22 +250,13 @@ impl Batch for IssueBatch {
         deadline: Deadline,
     ) -> Result<Vec<Outcome>, DbError> {
         let p = IssueParams::new(items);
-        let rows = conn
-            .query(
-                &conn.stmts.issue,
-                &[
-                    &p.ids,
-                    &p.names,
-                    &p.emails,
-                    &p.types,
-                    &p.metadata,
-                    &p.issuers,
-                    &self.worker_id,
-                    &deadline.0,
-                    &p.valid_until,
-                ],
-            )
-            .await?;
+        // Issuance's own statement unless some request carries an Idempotency-Key.
+        let rows = if items.iter().any(|p| p.claim.is_some()) {
+            idempotency::issue(conn, &p, items, &self.worker_id, deadline).await?
+        } else {
+            conn.query(&conn.stmts.issue, &p.bind(&self.worker_id, &deadline.0))
+                .await?
+        };
         let mut inserted: HashMap<uuid::Uuid, (Option<&str>, SystemTime)> =
             HashMap::with_capacity(rows.len());
         for row in &rows {
@@ -231,8 +267,16 @@ impl Batch for IssueBatch {
             );
         }
 
-        // Triples that were taken: find their holders in a new statement.
+        // Keys stored before, then triples that were taken: in new statements.
         let skipped: Vec<&Pending> = items.iter().filter(|p| !inserted.contains_key(&p.id)).collect();
+        let Stored {
+            mut outcomes,
+            answered_409,
+        } = Stored::lookup(conn, &skipped).await?;
+        let skipped: Vec<&Pending> = skipped
+            .into_iter()
+            .filter(|p| !outcomes.contains_key(&p.id))
+            .collect();
         let holders = if skipped.is_empty() {
             Vec::new()
         } else {
@@ -268,6 +312,8 @@ impl Batch for IssueBatch {
                         metadata: metadata.map(str::to_owned),
                         issued_at: *at,
                     }
+                } else if let Some(outcome) = outcomes.remove(&p.id) {
+                    Outcome::Key(outcome)
                 } else if let Some((id, by, issuer, at)) = existing.get(&key(p)) {
                     Outcome::Exists {
                         id: *id,
@@ -275,6 +321,9 @@ impl Batch for IssueBatch {
                         issuer: issuer.map(str::to_owned),
                         issued_at: *at,
                     }
+                } else if let Some(id) = answered_409.get(&p.id) {
+                    // Answered 409 before, and the holder is gone: issue it now.
+                    Outcome::Key(KeyOutcome::Rerun(*id))
                 } else {
                     // Its holder was deleted in between: the request tries again.
                     Outcome::Raced
@@ -333,6 +382,10 @@ pub struct Issuance {
     revocations: Coalescer<RevokeBatch>,
     /// `CREDENTIAL_MAX_VALIDITY_DAYS`.
     max_validity: Duration,
+    /// `BULK_MAX`.
+    bulk_max: usize,
+    /// Idempotency keys in flight on this task; the purge of expired ones.
+    keys: Keys,
 }
 
 impl Endpoint for Issuance {
@@ -364,6 +417,8 @@ impl Endpoint for Issuance {
                 limits,
             ),
             max_validity: config.credential_max_validity,
+            bulk_max: config.bulk_max,
+            keys: Keys::new(&pool),
         }
     }
 
@@ -372,43 +427,102 @@ impl Endpoint for Issuance {
         if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
             return Err(ApiError::Forbidden(NOT_AN_ISSUER));
         }
+        let key = Claim::parse(ctx.idempotency_key, &body)?;
         // simd-json rewrites its input; `body` stays intact for the raw metadata.
         let mut scratch = body.to_vec();
         let credential = NewCredential::parse_within(&body, &mut scratch, self.max_validity)?;
         let issuer = permitted(ctx.caller, credential.credential_type())?;
-        let id = uuid::Uuid::new_v4();
+        let _in_flight = key
+            .as_ref()
+            .map(|k| self.keys.enter(issuer.clone(), k))
+            .transpose()?;
+        let mut id = uuid::Uuid::new_v4();
+        // The key the next attempt carries: none while it runs again under the key's id.
+        let mut claim = key.clone();
         let owner = ctx.caller.owner();
         for _ in 0..ATTEMPTS {
-            match self
-                .batches
-                .submit_as(owner, Pending::new(id, &credential, issuer.clone()))
-                .await?
-            {
-                Outcome::Issued { metadata, issued_at } => {
-                    return Ok(issued(ctx, &credential, id, metadata.as_deref(), issued_at));
+            let pending = Pending::new(id, &credential, issuer.clone()).keyed(claim.clone());
+            match self.batches.submit_as(owner, pending).await? {
+                Outcome::Key(KeyOutcome::Replay(row)) => return idempotency::replay(ctx, &row),
+                Outcome::Key(KeyOutcome::Reused) => return Err(ApiError::KeyReused),
+                Outcome::Key(KeyOutcome::Rerun(stored)) => {
+                    // Under the key's credential id, without the key, which is stored.
+                    (id, claim) = (stored, None);
+                    continue;
                 }
-                Outcome::Exists {
-                    id,
-                    issued_by,
-                    issuer: holder,
-                    issued_at,
-                } => {
-                    // The holder's id and issue details go only to the client
-                    // that issued it: to anyone else they would confirm who holds what.
-                    let disclose = ctx.caller.is_open()
-                        || ctx
-                            .caller
-                            .client()
-                            .is_some_and(|c| Some(&*c.name) == holder.as_deref());
-                    let existing = disclose.then_some((id, issued_by.as_str(), issued_at));
-                    return Ok(conflict(ctx, existing));
+                Outcome::Exists { id: holder, .. } if key.is_some() && claim.is_none() && holder == id => {
+                    // Another retry issued the key's credential first: replay it.
+                    claim = key.clone();
+                    continue;
                 }
-                Outcome::Raced => continue,
+                outcome => {
+                    if let Some(reply) = answer(ctx, &credential, id, outcome) {
+                        return Ok(reply);
+                    }
+                }
             }
         }
-        Err(ApiError::Unavailable(
-            "the conflicting credential kept disappearing".into(),
-        ))
+        Err(kept_disappearing())
+    }
+
+    async fn handle_bulk(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
+        if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
+            return Err(ApiError::Forbidden(NOT_AN_ISSUER));
+        }
+        if !matches!(ctx.idempotency_key, KeyHeader::Absent) {
+            // Not replayed yet: saying so beats a retry that silently issues twice.
+            return Err(ApiError::Invalid(Invalid(vec![FieldError::new(
+                "Idempotency-Key",
+                "is not supported on the bulk route: retrying a bulk request answers 409 for the items it stored",
+            )])));
+        }
+        let bulk = Bulk::parse(&body, self.bulk_max)?;
+        let mut scratch = body.to_vec();
+        // Each item as the single route reads a body: refused ones are answered now.
+        let mut replies: Vec<Option<Reply>> = Vec::with_capacity(bulk.len());
+        let mut valid = Vec::with_capacity(bulk.len());
+        for (at, (raw, scratch)) in bulk.split(&body, &mut scratch).into_iter().enumerate() {
+            let checked = NewCredential::parse_within(raw, scratch, self.max_validity)
+                .map_err(ApiError::from)
+                .and_then(|c| Ok((permitted(ctx.caller, c.credential_type())?, c)));
+            match checked {
+                Ok((issuer, credential)) => {
+                    valid.push((at, uuid::Uuid::new_v4(), credential, issuer));
+                    replies.push(None);
+                }
+                Err(e) => replies.push(Some(self.refused(ctx, e))),
+            }
+        }
+        // The valid ones go to the coalescer together; a raced one goes again.
+        for _ in 0..ATTEMPTS {
+            if valid.is_empty() {
+                break;
+            }
+            let items = valid
+                .iter()
+                .map(|(_, id, c, issuer)| Pending::new(*id, c, issuer.clone()))
+                .collect();
+            let outcomes = self.batches.submit_many(ctx.caller.owner(), items).await;
+            let mut raced = Vec::new();
+            for ((at, id, credential, issuer), outcome) in valid.into_iter().zip(outcomes) {
+                match outcome.map(|o| answer(ctx, &credential, id, o)) {
+                    Ok(Some(reply)) => replies[at] = Some(reply),
+                    Ok(None) => raced.push((at, id, credential, issuer)),
+                    Err(e) => replies[at] = Some(self.refused(ctx, e.into())),
+                }
+            }
+            valid = raced;
+        }
+        for (at, ..) in valid {
+            replies[at] = Some(self.refused(ctx, kept_disappearing()));
+        }
+        let replies: Vec<Reply> = replies.into_iter().flatten().collect();
+        bulk::answer(
+            |o| {
+                o.bool("success", true);
+            },
+            &replies,
+        )
     }
 
     async fn handle_action(
@@ -426,6 +540,11 @@ impl Endpoint for Issuance {
 }
 
 impl Issuance {
+    /// A bulk item's answer for an error, as the single route would have given it.
+    fn refused(&self, ctx: &RequestCtx<'_>, e: ApiError) -> Reply {
+        e.into_reply(Self::OUTCOME_KEY, ctx.request_id)
+    }
+
     /// `POST /issuance/credentials/{id}/revoke`: 200 with the credential and
     /// when it was revoked (the first time); 404 when the caller did not issue
     /// it, as when it does not exist.
@@ -470,6 +589,44 @@ fn permitted(caller: &Caller, credential_type: &str) -> Result<Option<Arc<str>>,
     }
 }
 
+/// The reply for one credential's outcome in a batch: 201 or 409; None when its
+/// conflicting credential was gone by the time the batch looked (try again).
+fn answer(
+    ctx: &RequestCtx<'_>,
+    credential: &NewCredential<'_>,
+    id: uuid::Uuid,
+    outcome: Outcome,
+) -> Option<Reply> {
+    match outcome {
+        Outcome::Issued { metadata, issued_at } => {
+            Some(issued(ctx, credential, id, metadata.as_deref(), issued_at))
+        }
+        Outcome::Exists {
+            id,
+            issued_by,
+            issuer: holder,
+            issued_at,
+        } => {
+            // The holder's id and issue details go only to the client that
+            // issued it: to anyone else they would confirm who holds what.
+            let disclose = ctx.caller.is_open()
+                || ctx
+                    .caller
+                    .client()
+                    .is_some_and(|c| Some(&*c.name) == holder.as_deref());
+            let existing = disclose.then_some((id, issued_by.as_str(), issued_at));
+            Some(conflict(ctx, existing))
+        }
+        // Key outcomes come only to keyed requests, which `handle` answers itself;
+        // a bulk item carries no key.
+        Outcome::Raced | Outcome::Key(_) => None,
+    }
+}
+
+fn kept_disappearing() -> ApiError {
+    ApiError::Unavailable("the conflicting credential kept disappearing".into())
+}
+
 /// 201 with the credential as stored (public for the benches).
 pub fn issued(
     ctx: &RequestCtx<'_>,
@@ -490,11 +647,19 @@ pub fn issued(
         valid_until: c.valid_until(),
     };
     log::info!(request_id = ctx.request_id, id:% = id, client = ctx.caller.name(); "credential issued");
+    created(&credential)
+}
+
+/// The 201's body for `credential`: what the task that issued it answered,
+/// byte for byte, whoever writes it again.
+fn created(credential: &Credential<'_>) -> Reply {
     Reply::json(
         StatusCode::CREATED,
         json::object(|o| {
-            o.bool("success", true)
-                .str("message", &format!("credential issued by {}", ctx.worker_id));
+            o.bool("success", true).str(
+                "message",
+                &format!("credential issued by {}", credential.issued_by),
+            );
             credential.write(o, "credential");
         }),
     )

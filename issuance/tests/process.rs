@@ -226,7 +226,8 @@ async fn migrate_applies_the_schema_once_and_exits() {
             "002_statement_deadline",
             "003_api_clients",
             "004_roles",
-            "005_lifecycle"
+            "005_lifecycle",
+            "006_idempotency"
         ]
     );
     let kind: String = client

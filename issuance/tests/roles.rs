@@ -1,7 +1,8 @@
 //! The least-privilege database roles of sql/004_roles.sql, on the real
 //! PostgreSQL (docs/DEPLOYMENT.md, "Database roles"): a login user in
 //! kc_verification may read and never write; one in kc_issuance may insert and
-//! read, nothing else, and the issuance service runs as it; kc_migrator owns
+//! read (and keep its idempotency keys), nothing else, and the issuance service
+//! runs as it; kc_migrator owns
 //! the schema and registers API clients. Each test logs in as users of its own
 //! (random names, dropped at the end), so the tests run in parallel and again.
 
@@ -140,6 +141,8 @@ async fn the_verification_role_reads_and_cannot_write() {
         INSERT,
         "UPDATE api_clients_version SET v = v + 1",
         "SELECT kc_before_deadline(now())",
+        // Idempotency keys are issuance's alone (sql/006).
+        "SELECT count(*) FROM idempotency_keys",
     ] {
         refused(&client, sql).await;
     }
@@ -170,10 +173,26 @@ async fn the_issuance_role_inserts_reads_and_revokes_and_nothing_else() {
         )
         .await
         .expect("the issuance role revokes");
+    // It keeps idempotency keys: inserts, takes over, deletes (sql/006)...
+    client
+        .batch_execute(
+            "INSERT INTO idempotency_keys (client, idempotency_key, fingerprint, credential_id)
+             VALUES ('c', 'k', sha256('b'), gen_random_uuid())
+             ON CONFLICT (client, idempotency_key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,
+                credential_id = EXCLUDED.credential_id, created_at = EXCLUDED.created_at;
+             DELETE FROM idempotency_keys WHERE (client, idempotency_key) IN (
+               SELECT client, idempotency_key FROM idempotency_keys WHERE created_at < now()
+                ORDER BY created_at LIMIT 10 FOR UPDATE SKIP LOCKED)",
+        )
+        .await
+        .expect("the issuance role keeps idempotency keys");
     for sql in [
         "UPDATE credentials SET valid_until = now()",
         "UPDATE credentials SET revoked_at = now(), issuer = 'eve'",
         "UPDATE credentials SET issued_at = now()",
+        // ...and may not move a key to another client.
+        "UPDATE idempotency_keys SET client = 'eve'",
+        "TRUNCATE idempotency_keys",
     ] {
         refused(&client, sql).await;
     }
@@ -197,6 +216,24 @@ async fn the_issuance_service_runs_as_the_issuance_role() {
     let again = app.post_json("/issuance/credentials", &body).await;
     // The existing credential is read back as the same role.
     assert_eq!(again.status, 409, "{:?}", again.body);
+    // With an Idempotency-Key: issued, then replayed, as that role.
+    let keyed = json!({ "name": "Di", "email": "di@example.com", "credentialType": "Degree" });
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let res = app
+            .post_with(
+                "/issuance/credentials",
+                Some("application/json"),
+                keyed.to_string(),
+                app.key.as_deref(),
+                &[("idempotency-key", "role-key")],
+            )
+            .await;
+        assert_eq!(res.status, 201, "{:?}", res.body);
+        answers.push(res);
+    }
+    assert_eq!(answers[1].header("idempotent-replayed"), Some("true"));
+    assert_eq!(answers[1].body, answers[0].body);
     // And revoked as that role.
     let id = res.json()["credential"]["id"].as_str().unwrap().to_owned();
     let revoked = app
@@ -206,7 +243,7 @@ async fn the_issuance_service_runs_as_the_issuance_role() {
         )
         .await;
     assert_eq!(revoked.status, 200, "{:?}", revoked.body);
-    assert_eq!(db.count_credentials().await, 2);
+    assert_eq!(db.count_credentials().await, 3);
 }
 
 #[tokio::test]

@@ -9,6 +9,11 @@
 //! has replayed everything the primary had written when the batch's requests
 //! arrived, else on the primary (`kc_core::db::replica`): an answer is the
 //! primary's either way, revocations and just-issued credentials included.
+//!
+//! `POST /verification/credentials/batch` verifies up to `BULK_MAX` credentials
+//! in one request (a key is required): each item is read and answered as the
+//! single route would answer it, disclosure rules included, and the ids go to
+//! the same coalescer together.
 
 use bytes::Bytes;
 use hyper::StatusCode;
@@ -20,7 +25,7 @@ use kc_core::db::{
     Stmt,
 };
 use kc_core::json;
-use kc_core::model::{Credential, VerifyRequest, View};
+use kc_core::model::{bulk, Bulk, Credential, VerifyRequest, View};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -101,6 +106,8 @@ pub struct Verification {
     batches: Coalescer<LookupBatch>,
     /// The read replica's state, when `DATABASE_READ_URL` names one.
     replica: Option<ReplicaState>,
+    /// `BULK_MAX`.
+    bulk_max: usize,
 }
 
 impl Endpoint for Verification {
@@ -123,6 +130,7 @@ impl Endpoint for Verification {
                 config,
             ),
             replica: state,
+            bulk_max: config.bulk_max,
         }
     }
 
@@ -134,45 +142,85 @@ impl Endpoint for Verification {
         let mut scratch = body.to_vec();
         let request = VerifyRequest::parse(&body, &mut scratch)?;
         let row = self.batches.submit_as(ctx.caller.owner(), request.id()).await?;
-        let now = SystemTime::now();
-        let verified_at = kc_core::time::rfc3339_millis(now);
-        let found = match &row {
-            Some(row) => Some((Credential::from_row(row)?, db::column(row, "revoked_at")?)),
-            None => None,
-        };
-        // A name or email that does not match is answered like an unknown id, so
-        // the response never tells which part was wrong, nor that the id exists.
-        let matches = |(c, _): &(Credential<'_>, Option<SystemTime>)| {
-            request.name().is_none_or(|n| n == c.name) && request.email().is_none_or(|e| e == c.email)
-        };
-        let refused = match found.filter(matches) {
-            None => Refused::NotFound,
-            Some((_, Some(revoked_at))) => Refused::Revoked(revoked_at),
-            Some((credential, None)) if credential.valid_until.is_some_and(|until| until <= now) => {
-                Refused::Expired
-            }
-            Some((credential, None)) => {
-                let whole = entitled(ctx.caller, &credential, &request);
-                log::info!(request_id = ctx.request_id, id:% = request.id(), client = ctx.caller.name(), whole; "credential verified");
-                let view = if whole { View::Whole } else { View::Public };
-                return Ok(verified_view(ctx, &credential, &verified_at, view));
-            }
-        };
-        log::info!(request_id = ctx.request_id, id:% = request.id(), reason = refused.as_str(); "credential not valid");
-        Ok(Reply::json(
-            StatusCode::NOT_FOUND,
-            json::object(|o| {
-                o.bool("valid", false)
-                    .str("message", "Credential not found or invalid")
-                    .str("verifiedBy", ctx.worker_id)
-                    .str("verifiedAt", &verified_at)
-                    .str("reason", refused.as_str());
-                if let Refused::Revoked(at) = refused {
-                    o.str("revokedAt", &kc_core::time::rfc3339_millis(at));
-                }
-            }),
-        ))
+        answer(ctx, &request, row.as_deref(), SystemTime::now())
     }
+
+    async fn handle_bulk(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {
+        let bulk = Bulk::parse(&body, self.bulk_max)?;
+        let mut scratch = body.to_vec();
+        let requests: Vec<Result<VerifyRequest<'_>, ApiError>> = bulk
+            .split(&body, &mut scratch)
+            .into_iter()
+            .map(|(raw, scratch)| VerifyRequest::parse(raw, scratch).map_err(ApiError::from))
+            .collect();
+        let ids = requests.iter().flatten().map(VerifyRequest::id).collect();
+        let mut rows = self
+            .batches
+            .submit_many(ctx.caller.owner(), ids)
+            .await
+            .into_iter();
+        let now = SystemTime::now();
+        let refused = |e: ApiError| e.into_reply(Self::OUTCOME_KEY, ctx.request_id);
+        let replies: Vec<Reply> = requests
+            .into_iter()
+            .map(|request| match request {
+                Err(e) => refused(e),
+                Ok(request) => match rows.next() {
+                    Some(Ok(row)) => answer(ctx, &request, row.as_deref(), now).unwrap_or_else(refused),
+                    Some(Err(e)) => refused(e.into()),
+                    None => refused(ApiError::Unavailable("no answer for a bulk item".into())),
+                },
+            })
+            .collect();
+        bulk::answer(|_| {}, &replies)
+    }
+}
+
+/// The answer to one verification whose row (if any) was read at `now`: 200
+/// with as much of the credential as the caller may see, or 404 saying why not.
+fn answer(
+    ctx: &RequestCtx<'_>,
+    request: &VerifyRequest<'_>,
+    row: Option<&Row>,
+    now: SystemTime,
+) -> Result<Reply, ApiError> {
+    let verified_at = kc_core::time::rfc3339_millis(now);
+    let found = match row {
+        Some(row) => Some((Credential::from_row(row)?, db::column(row, "revoked_at")?)),
+        None => None,
+    };
+    // A name or email that does not match is answered like an unknown id, so
+    // the response never tells which part was wrong, nor that the id exists.
+    let matches = |(c, _): &(Credential<'_>, Option<SystemTime>)| {
+        request.name().is_none_or(|n| n == c.name) && request.email().is_none_or(|e| e == c.email)
+    };
+    let refused = match found.filter(matches) {
+        None => Refused::NotFound,
+        Some((_, Some(revoked_at))) => Refused::Revoked(revoked_at),
+        Some((credential, None)) if credential.valid_until.is_some_and(|until| until <= now) => {
+            Refused::Expired
+        }
+        Some((credential, None)) => {
+            let whole = entitled(ctx.caller, &credential, request);
+            log::info!(request_id = ctx.request_id, id:% = request.id(), client = ctx.caller.name(), whole; "credential verified");
+            let view = if whole { View::Whole } else { View::Public };
+            return Ok(verified_view(ctx, &credential, &verified_at, view));
+        }
+    };
+    log::info!(request_id = ctx.request_id, id:% = request.id(), reason = refused.as_str(); "credential not valid");
+    Ok(Reply::json(
+        StatusCode::NOT_FOUND,
+        json::object(|o| {
+            o.bool("valid", false)
+                .str("message", "Credential not found or invalid")
+                .str("verifiedBy", ctx.worker_id)
+                .str("verifiedAt", &verified_at)
+                .str("reason", refused.as_str());
+            if let Refused::Revoked(at) = refused {
+                o.str("revokedAt", &kc_core::time::rfc3339_millis(at));
+            }
+        }),
+    ))
 }
 
 /// Why a verification answers 404.

@@ -158,6 +158,30 @@ async fn with_db_pooler_transaction_every_request_through_pgbouncer_is_answered_
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["credential"]["id"], id.as_str(), "{body}");
     }
+
+    // Requests with an Idempotency-Key run issuance's keyed statements, unnamed
+    // too: each is issued, then replayed.
+    for i in 0..20 {
+        let body = json!({ "name": format!("keyed {i}"), "email": "p@example.com", "credentialType": "t" });
+        let key = format!("pooled-{i}");
+        let mut answers = Vec::new();
+        for _ in 0..2 {
+            let res = issuer
+                .post_with(
+                    ISSUE,
+                    Some("application/json"),
+                    body.to_string(),
+                    issuer.key.as_deref(),
+                    &[("idempotency-key", &key)],
+                )
+                .await;
+            assert_eq!(res.status, 201, "{:?}", res.body);
+            answers.push(res);
+        }
+        assert_eq!(answers[1].header("idempotent-replayed"), Some("true"));
+        assert_eq!(answers[1].body, answers[0].body);
+    }
+    assert_eq!(db.count_credentials().await, 220);
     for app in [&issuer, &verifier] {
         assert_eq!(app.get("/health").await.status, 200);
     }

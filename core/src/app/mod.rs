@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::config::Config;
 use crate::db::{Pool, ReplicaState, Statements};
 use crate::error::ApiError;
-use crate::http::Reply;
+use crate::http::{KeyHeader, Reply};
 use bytes::Bytes;
 use std::future::Future;
 
@@ -60,6 +60,18 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
         body: Bytes,
     ) -> impl Future<Output = Result<Reply, ApiError>> + Send;
 
+    /// Handles `POST {PATH}/batch`, many of [`Endpoint::handle`]'s requests in
+    /// one body (`{"credentials": [...]}`, at most `BULK_MAX`), each answered as
+    /// the single route would have answered it. Without it, 404.
+    fn handle_bulk(
+        &self,
+        ctx: &RequestCtx<'_>,
+        body: Bytes,
+    ) -> impl Future<Output = Result<Reply, ApiError>> + Send {
+        let _ = (ctx, body);
+        async { Err(ApiError::NotFound) }
+    }
+
     /// Handles `POST {PATH}/{id}/{action}` for one of [`Endpoint::ACTIONS`], its
     /// body read and its content type checked as for the business route; `id` is
     /// the path segment as sent, for the handler to validate. Without actions, 404.
@@ -84,4 +96,6 @@ pub struct RequestCtx<'a> {
     pub worker_id: &'a str,
     /// Who sent it (admitted: its key is live and it is within its rate limit).
     pub caller: &'a Caller,
+    /// Its `Idempotency-Key` header as sent, for the handler that honours it to check.
+    pub idempotency_key: &'a KeyHeader,
 }

@@ -24,6 +24,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// The bulk request bodies a task holds at once, in bytes: each is held about
+/// four times (as received, the parser's copy, the items' fields, the answer),
+/// so 16 MiB of bodies is at most about 64 MiB.
+pub const BULK_MEMORY_BYTES: usize = 16 * 1024 * 1024;
+
+/// The unit of [`BULK_MEMORY_BYTES`] a bulk request reserves.
+const BULK_PERMIT_BYTES: usize = 1024;
+
 /// Everything requests of one task share.
 pub(super) struct Shared<E: Endpoint> {
     pub(super) endpoint: E,
@@ -34,6 +42,10 @@ pub(super) struct Shared<E: Endpoint> {
     pub(super) headers: CommonHeaders,
     /// Who may call: keys, clients, rate limits.
     pub(super) gate: Gate,
+    /// The bulk bodies held at once, in KiB: a bulk reserves its declared
+    /// length (`BULK_MAX_BODY_BYTES` when it declares none) before its body is
+    /// read, and gets 503 if [`BULK_MEMORY_BYTES`] would be exceeded.
+    pub(super) bulk_permits: tokio::sync::Semaphore,
     pub(super) started: Instant,
     /// Set once the schema is migrated (or migrations are not ours to run).
     pub(super) schema_ready: AtomicBool,
@@ -111,7 +123,7 @@ impl<E: Endpoint> Shared<E> {
         let entry = entry.ok_or(ApiError::NotFound)?;
         let route = entry.route(req.method())?;
         match route {
-            Route::Api | Route::Action(_) => {
+            Route::Api | Route::Action(_) | Route::Bulk => {
                 if !self.schema_ready.load(Ordering::Acquire) {
                     return Err(ApiError::Unavailable(
                         "database schema is not migrated yet".into(),
@@ -120,7 +132,10 @@ impl<E: Endpoint> Shared<E> {
                 // Checked before the body is read, refused after: a refusal
                 // that left the body unread would reset the connection, and a
                 // balancer still sending it would answer 502 instead.
-                let mut admitted = self.gate.admit(req.headers(), peer, E::ANONYMOUS);
+                // A bulk request needs a key: without one it would multiply an
+                // anonymous caller's per-address limit by `BULK_MAX`.
+                let anonymous = E::ANONYMOUS && route != Route::Bulk;
+                let mut admitted = self.gate.admit(req.headers(), peer, anonymous);
                 if let Err((Refusal::NotReady, _)) = admitted {
                     // Just started: the clients load within milliseconds.
                     if self
@@ -129,20 +144,42 @@ impl<E: Endpoint> Shared<E> {
                         .wait_loaded(self.config.db_connect_timeout)
                         .await
                     {
-                        admitted = self.gate.admit(req.headers(), peer, E::ANONYMOUS);
+                        admitted = self.gate.admit(req.headers(), peer, anonymous);
                     }
                 }
                 let admitted = admitted.map_err(|(refusal, who)| {
                     *caller = who;
                     refusal
                 });
-                let body =
-                    http::read_body(req, self.config.max_body_bytes, self.config.header_timeout).await?;
+                let idempotency_key = http::idempotency_key(&req);
+                let mut limit = self.config.max_body_bytes;
+                let _bulk_permit = if route == Route::Bulk {
+                    // A bulk body is large: a refused caller's is thrown away
+                    // unread, and only so many are held at once (see `bulk_permits`).
+                    let timeout = self.config.header_timeout;
+                    if let Err(refusal) = admitted {
+                        http::discard_body(req, timeout).await;
+                        return Err(refusal.into());
+                    }
+                    let max = self.config.bulk_max_body_bytes;
+                    let bytes = http::content_length(&req).map_or(max, |n| n.min(max as u64) as usize);
+                    let kib = bytes.div_ceil(BULK_PERMIT_BYTES).max(1) as u32;
+                    let Ok(permit) = self.bulk_permits.try_acquire_many(kib) else {
+                        http::discard_body(req, timeout).await;
+                        return Err(ApiError::Unavailable("too many bulk requests in flight".into()));
+                    };
+                    limit = self.config.bulk_max_body_bytes;
+                    Some(permit)
+                } else {
+                    None
+                };
+                let body = http::read_body(req, limit, self.config.header_timeout).await?;
                 let who = caller.insert(admitted?);
                 let ctx = RequestCtx {
                     request_id,
                     worker_id: &self.config.worker_id,
                     caller: who,
+                    idempotency_key: &idempotency_key,
                 };
                 match route {
                     // The router matched the path, so it holds the parameter.
@@ -150,6 +187,7 @@ impl<E: Endpoint> Shared<E> {
                         let id = entry.param(path).unwrap_or_default();
                         self.endpoint.handle_action(&ctx, action, id, body).await
                     }
+                    Route::Bulk => self.endpoint.handle_bulk(&ctx, body).await,
                     _ => self.endpoint.handle(&ctx, body).await,
                 }
             }
@@ -166,6 +204,7 @@ impl<E: Endpoint> Shared<E> {
                 allow: Some(allow),
                 retry_after: None,
                 challenge: false,
+                replayed: false,
             }),
         }
     }
@@ -211,6 +250,9 @@ impl<E: Endpoint> Shared<E> {
             router: Router::new(E::SERVICE, E::PATH, E::ACTIONS),
             headers: CommonHeaders::new(&config.worker_id, config.cors.clone()),
             gate: Gate::new(&config, Arc::new(Registry::default())),
+            bulk_permits: tokio::sync::Semaphore::new(
+                (BULK_MEMORY_BYTES.max(config.bulk_max_body_bytes)).div_ceil(BULK_PERMIT_BYTES),
+            ),
             started: Instant::now(),
             schema_ready: AtomicBool::new(!config.run_migrations),
             draining: AtomicBool::new(false),

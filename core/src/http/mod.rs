@@ -6,7 +6,9 @@ mod request;
 mod response;
 pub mod router;
 
-pub use request::{read_body, request_id, trace_id};
+pub use request::{
+    content_length, discard_body, idempotency_key, read_body, request_id, trace_id, KeyHeader,
+};
 pub use response::{CommonHeaders, Reply};
 
 pub(crate) use conn::{serve_connections, Timeouts};

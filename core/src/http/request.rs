@@ -1,4 +1,5 @@
-//! Reading what the client sent: its request id, and a bounded JSON body.
+//! Reading what the client sent: its request id, its `Idempotency-Key` header
+//! as sent, and a bounded JSON body.
 
 use crate::error::ApiError;
 use bytes::Bytes;
@@ -19,6 +20,29 @@ pub fn request_id<B>(req: &Request<B>) -> String {
         .and_then(|v| std::str::from_utf8(v).ok())
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+/// The `Idempotency-Key` header lines of a request, unchecked: the service
+/// that honours the header (issuance) validates the value, the other ignores it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// No such header.
+    #[default]
+    Absent,
+    /// One line, with this value.
+    One(hyper::header::HeaderValue),
+    /// More than one line: not a key.
+    Repeated,
+}
+
+/// The request's `Idempotency-Key` lines (one header lookup when there are none).
+pub fn idempotency_key<B>(req: &Request<B>) -> KeyHeader {
+    let mut lines = req.headers().get_all("idempotency-key").iter();
+    match (lines.next(), lines.next()) {
+        (None, _) => KeyHeader::Absent,
+        (Some(value), None) => KeyHeader::One(value.clone()),
+        (Some(_), Some(_)) => KeyHeader::Repeated,
+    }
 }
 
 /// The trace id the request came with, for the logs: the `Root` of the ALB's
@@ -74,14 +98,41 @@ fn traceparent_id(value: &str) -> Option<&str> {
 /// 413 at once: reading megabytes to be polite is not worth it.
 pub const DISCARD_MAX_BYTES: u64 = 4 * 1024 * 1024;
 
-/// Reads `body` to its end, keeping nothing, for at most `timeout`.
+/// The body length a request declares (`Content-Length`), if it is a number.
+pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a request's body to its end (at most [`DISCARD_MAX_BYTES`] declared),
+/// keeping nothing, for at most `timeout`: for a refusal answered without it.
+pub async fn discard_body<B>(req: Request<B>, timeout: Duration)
+where
+    B: Body<Data = Bytes>,
+{
+    let declared = content_length(&req);
+    if declared.is_none_or(|n| n <= DISCARD_MAX_BYTES) {
+        discard(req.into_body(), timeout).await;
+    }
+}
+
+/// Reads `body` to its end, keeping nothing, for at most `timeout` and
+/// [`DISCARD_MAX_BYTES`].
 async fn discard<B>(body: B, timeout: Duration)
 where
     B: Body<Data = Bytes>,
 {
     let drain = async {
         let mut body = std::pin::pin!(body);
-        while let Some(Ok(_)) = body.frame().await {}
+        let mut read = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            read += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if read > DISCARD_MAX_BYTES {
+                break;
+            }
+        }
     };
     let _ = tokio::time::timeout(timeout, drain).await;
 }
@@ -99,11 +150,7 @@ where
             return Err(ApiError::UnsupportedMediaType);
         }
     }
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = content_length(&req);
     if let Some(n) = declared.filter(|&n| n > limit as u64) {
         if n <= DISCARD_MAX_BYTES {
             discard(req.into_body(), timeout).await;
@@ -179,6 +226,23 @@ mod tests {
             assert_eq!(trace(&[(name, bad)]), None, "{name}: {bad}");
         }
         assert_eq!(trace(&[]), None);
+    }
+
+    #[test]
+    fn idempotency_keys_are_handed_on_as_sent_and_repeated_lines_are_told_apart() {
+        let lines = |values: &[&str]| {
+            let mut req = Request::builder();
+            for v in values {
+                req = req.header("Idempotency-Key", *v);
+            }
+            idempotency_key(&req.body(()).unwrap())
+        };
+        assert_eq!(lines(&[]), KeyHeader::Absent);
+        assert_eq!(
+            lines(&[" a key "]),
+            KeyHeader::One(hyper::header::HeaderValue::from_static(" a key "))
+        );
+        assert_eq!(lines(&["a", "a"]), KeyHeader::Repeated);
     }
 
     #[test]

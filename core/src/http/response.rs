@@ -23,6 +23,9 @@ pub struct Reply {
     pub retry_after: Option<u32>,
     /// `WWW-Authenticate: Bearer` for 401.
     pub challenge: bool,
+    /// `Idempotent-Replayed: true`: the answer of an earlier request with the
+    /// same `Idempotency-Key`, given again.
+    pub replayed: bool,
 }
 
 impl Reply {
@@ -34,6 +37,7 @@ impl Reply {
             allow: None,
             retry_after: None,
             challenge: false,
+            replayed: false,
         }
     }
 }
@@ -97,7 +101,7 @@ impl CommonHeaders {
                 );
                 h.insert(
                     header::ACCESS_CONTROL_ALLOW_HEADERS,
-                    HeaderValue::from_static("Authorization, Content-Type, X-Request-Id"),
+                    HeaderValue::from_static("Authorization, Content-Type, X-Request-Id, Idempotency-Key"),
                 );
                 h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
             } else {
@@ -109,6 +113,9 @@ impl CommonHeaders {
         }
         if reply.challenge {
             h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if reply.replayed {
+            h.insert("idempotent-replayed", HeaderValue::from_static("true"));
         }
         self.cors(h, origin);
         response
@@ -128,7 +135,7 @@ impl CommonHeaders {
             h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
             h.insert(
                 header::ACCESS_CONTROL_EXPOSE_HEADERS,
-                HeaderValue::from_static("X-Request-Id, X-Worker-Id"),
+                HeaderValue::from_static("X-Request-Id, X-Worker-Id, Idempotent-Replayed"),
             );
         }
     }

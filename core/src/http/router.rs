@@ -1,6 +1,7 @@
 //! Path and method to route: the whole URL space of one service. Paths match
 //! exactly, but for the actions on one credential (`{api}/{id}/{action}`),
-//! whose one parameter is a single non-empty path segment.
+//! whose one parameter is a single non-empty path segment. The bulk route,
+//! `{api}/batch`, is an exact path of its own.
 
 use crate::error::ApiError;
 use hyper::Method;
@@ -11,6 +12,8 @@ use std::sync::Arc;
 pub enum Route {
     /// The service's business endpoint (`POST /issuance/credentials` or `POST /verification/credentials`).
     Api,
+    /// The bulk route, `POST {api}/batch`: many of the business route's requests in one.
+    Bulk,
     /// An action on one credential, `POST {api}/{id}/{action}` (issuance's `revoke`): the action.
     Action(&'static str),
     /// `GET /health` and `GET /<service>/health`: liveness plus a database check (the ALB's check).
@@ -42,7 +45,8 @@ pub struct Router {
 
 impl Router {
     /// Routes for the service named `service` whose business endpoint is
-    /// `api_path`, with `POST {api_path}/{id}/{action}` for each of `actions`.
+    /// `api_path`, with its bulk route `POST {api_path}/batch` and
+    /// `POST {api_path}/{id}/{action}` for each of `actions`.
     pub fn new(service: &str, api_path: &str, actions: &[&'static str]) -> Self {
         let get = |path: &str, route| Entry {
             path: path.into(),
@@ -57,6 +61,13 @@ impl Router {
                 param: None,
                 method: Method::POST,
                 route: Route::Api,
+                allow: "POST, OPTIONS",
+            },
+            Entry {
+                path: format!("{api_path}/batch").into(),
+                param: None,
+                method: Method::POST,
+                route: Route::Bulk,
                 allow: "POST, OPTIONS",
             },
             get("/health", Route::Health),
@@ -157,6 +168,16 @@ mod tests {
             r.resolve(&Method::GET, "/issuance/credentials/"),
             Err(ApiError::NotFound)
         ));
+        assert_eq!(
+            r.resolve(&Method::POST, "/issuance/credentials/batch").unwrap(),
+            Route::Bulk
+        );
+        for unknown in ["/issuance/credentials/batch/", "/issuance/credentials/batches"] {
+            assert!(
+                matches!(r.resolve(&Method::POST, unknown), Err(ApiError::NotFound)),
+                "{unknown}"
+            );
+        }
     }
 
     #[test]

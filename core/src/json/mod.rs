@@ -6,7 +6,7 @@ pub mod read;
 pub mod write;
 
 pub use read::{
-    is_number_literal, numbers, parse_object, repeated_members, repeated_members_of, top_level_members,
-    BodyError, MAX_BODY_DEPTH,
+    array_elements, is_number_literal, numbers, parse_object, repeated_members, repeated_members_of,
+    top_level_members, BodyError, MAX_BODY_DEPTH,
 };
 pub use write::{object, write_str, ObjectWriter};

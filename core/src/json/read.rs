@@ -115,6 +115,31 @@ pub fn top_level_members(raw: &[u8], key: &str) -> Option<Vec<Range<usize>>> {
     }
 }
 
+/// The byte ranges of the elements of the array at `span` in `raw` (valid
+/// JSON), in order; `None` if `span` does not hold an array. A bulk request's
+/// items are each read as the single route reads its whole body.
+pub fn array_elements(raw: &[u8], span: Range<usize>) -> Option<Vec<Range<usize>>> {
+    let raw = raw.get(..span.end)?;
+    if raw.get(span.start) != Some(&b'[') {
+        return None;
+    }
+    let mut i = skip_ws(raw, span.start + 1);
+    let mut found = Vec::new();
+    if raw.get(i) == Some(&b']') {
+        return Some(found);
+    }
+    loop {
+        let end = skip_value(raw, i)?;
+        found.push(i..end);
+        i = skip_ws(raw, end);
+        match raw.get(i) {
+            Some(b',') => i = skip_ws(raw, i + 1),
+            Some(b']') => return Some(found),
+            _ => return None,
+        }
+    }
+}
+
 /// The top-level members of `raw` (a valid JSON object) whose name appears
 /// twice in the top-level object, or under which some nested object repeats a
 /// member name: each such top-level name once, decoded, in order of appearance.
@@ -435,6 +460,21 @@ pub fn is_number_literal(t: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn array_elements_are_their_raw_text() {
+        let raw = br#"{"credentials": [ {"a": [1, "]"]} ,"x\"]",2 ], "b": []}"#;
+        let span = top_level_members(raw, "credentials").unwrap()[0].clone();
+        let items: Vec<&[u8]> = array_elements(raw, span)
+            .unwrap()
+            .into_iter()
+            .map(|r| &raw[r])
+            .collect();
+        assert_eq!(items, [&br#"{"a": [1, "]"]}"#[..], br#""x\"]""#, b"2"]);
+        let empty = top_level_members(raw, "b").unwrap()[0].clone();
+        assert_eq!(array_elements(raw, empty), Some(vec![]));
+        assert_eq!(array_elements(b"{}", 0..2), None);
+    }
     use simd_json::prelude::*;
 
     fn parse(s: &str) -> Result<String, BodyError> {

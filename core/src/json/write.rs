@@ -79,6 +79,14 @@ impl<'a> ObjectWriter<'a> {
         self
     }
 
+    /// A member whose value `write` appends as JSON text (e.g. an array of
+    /// objects written already).
+    pub fn raw_with(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>)) -> &mut Self {
+        self.key(key);
+        write(self.out);
+        self
+    }
+
     /// A boolean member.
     pub fn bool(&mut self, key: &'static str, value: bool) -> &mut Self {
         self.raw(key, if value { "true" } else { "false" })

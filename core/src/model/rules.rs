@@ -48,6 +48,7 @@ pub(super) mod message {
     pub const NOT_AN_EMAIL: &str = "must be a valid email address";
     pub const NOT_A_UUID: &str = "must be a UUID such as 550e8400-e29b-41d4-a716-446655440000";
     pub const NOT_AN_OBJECT: &str = "must be a JSON object";
+    pub const NOT_AN_ARRAY: &str = "must be an array";
     pub const REPEATED: &str = "must appear only once";
     pub const NUL: &str = "must not contain the NUL character (\\u0000)";
     pub const NOT_A_TIME: &str =
@@ -65,6 +66,11 @@ pub(super) mod message {
             "must not contain U+{c:04X}: control characters, invisible characters (such as a zero-width space) and direction overrides are refused"
         )
         .into()
+    }
+
+    /// An array of more than `max` items.
+    pub fn too_many(max: usize) -> Cow<'static, str> {
+        format!("must hold at most {max} items").into()
     }
 
     /// Longer than `max` characters.

@@ -48,6 +48,7 @@ mod tests;
 use super::{DbError, DbMetrics, Monitor, Pool, Shed, Statements};
 use crate::config::Config;
 use queue::Inner;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -215,7 +216,98 @@ impl<B: Batch> Coalescer<B> {
             Err(_) => answer.await,
         };
         waiting.ticket = None;
-        result.unwrap_or_else(|_| Err(DbError::Unavailable("the batch was dropped".into())))
+        result.unwrap_or_else(|_| Err(dropped()))
+    }
+
+    /// Queues `items` of `owner` (a bulk request's) and waits for their results,
+    /// in order. Each item counts in its owner's share of the queue and, once
+    /// queued, is timed out as if it had come alone. At most a window of them
+    /// waits at once (two statements' worth, never more than half the queue),
+    /// which keeps the next statement ready while one runs and leaves room for
+    /// everyone else.
+    ///
+    /// A full queue holds the rest back instead of shedding them: the bulk waits
+    /// for its own items' answers, or, with none queued, for a lane to make
+    /// room, up to `DB_QUEUE_TIMEOUT_MS`; only then is an item shed. So many
+    /// concurrent bulk requests are served in turn, while another owner's
+    /// requests still get in (and, queued, may push a flooding owner's newest
+    /// out, as for single requests). While the database is believed down, every
+    /// item not yet queued is shed at once. Dropping the future takes its
+    /// waiting items out of the queue.
+    pub async fn submit_many(&self, owner: u64, items: Vec<B::Item>) -> Vec<Result<B::Output, DbError>> {
+        let inner = &*self.inner;
+        let limits = &inner.limits;
+        let window = (limits.queue_max / 2).clamp(1, 2 * limits.batch_max);
+        let mut results = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        // An item the full queue gave back, and since when it waits for room.
+        let mut held: Option<(B::Item, tokio::time::Instant)> = None;
+        let mut waiting = WaitingMany {
+            inner,
+            entries: VecDeque::with_capacity(window),
+        };
+        loop {
+            let room = inner.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            // Top the window up; the lanes start on the first items at once.
+            let before = waiting.entries.len();
+            while waiting.entries.len() < window {
+                let Some((item, since)) = held
+                    .take()
+                    .or_else(|| items.next().map(|i| (i, tokio::time::Instant::now())))
+                else {
+                    break;
+                };
+                if inner.monitor.is_down() {
+                    // In the window, so the answers stay in order.
+                    waiting
+                        .entries
+                        .push_back((None, Err(inner.shed(Shed::DatabaseDown)), since));
+                    continue;
+                }
+                let (reply, answer) = oneshot::channel();
+                match inner.try_enqueue(owner, item, reply) {
+                    Ok(ticket) => {
+                        let deadline = tokio::time::Instant::now() + limits.queue_timeout;
+                        waiting.entries.push_back((Some(ticket), Ok(answer), deadline));
+                    }
+                    Err(queue::NotQueued::Full(item)) => {
+                        held = Some((item, since));
+                        break;
+                    }
+                    Err(queue::NotQueued::Failed(e)) => waiting.entries.push_back((None, Err(e), since)),
+                }
+            }
+            if waiting.entries.len() > before {
+                inner.wake.notify_one();
+            }
+            let Some((ticket, answer, deadline)) = waiting.entries.front_mut() else {
+                let Some((item, since)) = held.take() else {
+                    return results;
+                };
+                // The queue is full of others' requests: wait for room, or shed.
+                if tokio::time::timeout_at(since + limits.queue_timeout, room)
+                    .await
+                    .is_ok()
+                {
+                    held = Some((item, since));
+                } else {
+                    results.push(Err(inner.shed(Shed::QueueFull)));
+                }
+                continue;
+            };
+            let result = match answer {
+                Err(e) => Err(e.clone()),
+                Ok(answer) => match tokio::time::timeout_at(*deadline, &mut *answer).await {
+                    Ok(result) => result.unwrap_or_else(|_| Err(dropped())),
+                    Err(_) if ticket.is_some_and(|t| inner.leave(t)) => Err(inner.shed(Shed::QueueTimeout)),
+                    Err(_) => answer.await.unwrap_or_else(|_| Err(dropped())),
+                },
+            };
+            waiting.entries.pop_front();
+            results.push(result);
+        }
     }
 
     /// What this coalescer did so far.
@@ -248,6 +340,37 @@ impl<B: Batch> Drop for Coalescer<B> {
         // Lanes hold the source; let them go so its connections close.
         self.inner.closed.store(true, Ordering::Release);
         self.inner.wake.notify_waiters();
+    }
+}
+
+/// The answer to a request whose lane went away without answering it.
+fn dropped() -> DbError {
+    DbError::Unavailable("the batch was dropped".into())
+}
+
+/// A bulk request's items in its window: ticket (None once answered or never
+/// queued), the answer to wait for (or the error it was refused with at once),
+/// and when it stops waiting.
+type Windowed<B> = (
+    Option<u64>,
+    Result<oneshot::Receiver<Result<<B as Batch>::Output, DbError>>, DbError>,
+    tokio::time::Instant,
+);
+
+/// Takes a bulk request's waiting entries out of the queue when its future is
+/// dropped before their answers (its client disconnected).
+struct WaitingMany<'a, B: Batch> {
+    inner: &'a Inner<B>,
+    entries: VecDeque<Windowed<B>>,
+}
+
+impl<B: Batch> Drop for WaitingMany<'_, B> {
+    fn drop(&mut self) {
+        for (ticket, ..) in &self.entries {
+            if ticket.is_some_and(|t| self.inner.leave(t)) {
+                self.inner.metrics.left_queue.inc();
+            }
+        }
     }
 }
 

@@ -20,6 +20,14 @@ pub(super) struct ShedLog {
 
 pub(super) type Reply<B> = oneshot::Sender<Result<<B as Batch>::Output, DbError>>;
 
+/// Why [`Inner::try_enqueue`] did not queue an item.
+pub(super) enum NotQueued<B: Batch> {
+    /// The queue is full, and this owner holds the largest share: the item, back.
+    Full(B::Item),
+    /// The queue is unusable.
+    Failed(DbError),
+}
+
 pub(super) struct Entry<B: Batch> {
     /// Increasing: the queue stays sorted by ticket, so a leaving request finds
     /// its entry by binary search.
@@ -73,6 +81,8 @@ pub(super) struct Inner<B: Batch> {
     pub(super) limits: Limits,
     pub(super) queue: Mutex<Queue<B>>,
     pub(super) wake: Notify,
+    /// Notified when a lane takes entries out of the queue: there is room.
+    pub(super) room: Notify,
     pub(super) closed: AtomicBool,
     pub(super) metrics: Arc<DbMetrics>,
     pub(super) shed_log: ShedLog,
@@ -98,6 +108,7 @@ impl<B: Batch> Inner<B> {
                 shares: HashMap::new(),
             }),
             wake: Notify::new(),
+            room: Notify::new(),
             closed: AtomicBool::new(false),
             metrics,
             shed_log: ShedLog::default(),
@@ -113,8 +124,22 @@ impl<B: Batch> Inner<B> {
     /// to make room; otherwise this one is. So a client flooding the queue
     /// sheds its own requests, never another client's.
     pub(super) fn enqueue(&self, owner: u64, item: B::Item, reply: Reply<B>) -> Result<u64, DbError> {
+        self.try_enqueue(owner, item, reply).map_err(|e| match e {
+            NotQueued::Full(_) => self.shed(Shed::QueueFull),
+            NotQueued::Failed(e) => e,
+        })
+    }
+
+    /// Like [`Inner::enqueue`], but a full queue gives the item back, neither
+    /// shed nor counted: a bulk request waits for room instead.
+    pub(super) fn try_enqueue(
+        &self,
+        owner: u64,
+        item: B::Item,
+        reply: Reply<B>,
+    ) -> Result<u64, NotQueued<B>> {
         let Ok(mut queue) = self.queue.lock() else {
-            return Err(DbError::Other("batch queue poisoned".into()));
+            return Err(NotQueued::Failed(DbError::Other("batch queue poisoned".into())));
         };
         let mut evicted = None;
         if queue.entries.len() >= self.limits.queue_max {
@@ -127,8 +152,7 @@ impl<B: Batch> Inner<B> {
                 _ => {}
             }
             if evicted.is_none() {
-                drop(queue);
-                return Err(self.shed(Shed::QueueFull));
+                return Err(NotQueued::Full(item));
             }
         }
         let ticket = queue.next_ticket;
@@ -246,6 +270,7 @@ impl<B: Batch> Inner<B> {
         self.metrics.queue_depth.set(queue.entries.len() as i64);
         let more = !queue.entries.is_empty();
         drop(queue);
+        self.room.notify_waiters();
         for entry in late {
             let _ = entry.reply.send(Err(self.shed(Shed::QueueTimeout)));
         }
@@ -266,6 +291,7 @@ impl<B: Batch> Inner<B> {
             Err(_) => return,
         };
         self.metrics.queue_depth.set(0);
+        self.room.notify_waiters();
         for entry in entries {
             let result = match error {
                 DbError::Shed(why) => Err(self.shed(*why)),

@@ -564,3 +564,109 @@ fn bare_late(inner: &Inner<Doubler>, owner: u64, n: i64) -> Answer {
     }
     answer
 }
+
+#[tokio::test]
+async fn a_bulk_request_waits_in_a_window_of_half_the_queue_and_gets_its_answers_in_order() {
+    let limits = Limits {
+        batch_max: 4,
+        queue_max: 6,
+        ..limits()
+    };
+    let h = harness(limits, false, false);
+    let plug = h.plug().await;
+    let coalescer = h.coalescer.clone();
+    let bulk = tokio::spawn(async move { coalescer.submit_many(7, (0..20).collect()).await });
+    // Half the queue (3) waits; the rest is not queued yet, so others still get in.
+    h.settle(1, 3).await;
+    assert_eq!(h.shares(), HashMap::from([(7, 3)]));
+    let other = h.queue_as(8, 100).await;
+    h.gate.send_replace(true);
+    let answers: Vec<i64> = bulk.await.unwrap().into_iter().map(Result::unwrap).collect();
+    assert_eq!(answers, (0..20).map(|n| 2 * n).collect::<Vec<_>>());
+    assert_eq!(other.await.unwrap().unwrap(), 200);
+    assert_eq!(plug.await.unwrap().unwrap(), 2000);
+    assert!(h.runs().iter().all(|r| r.len() <= 4), "{:?}", h.runs());
+    assert_eq!(h.coalescer.stats().items, 22);
+}
+
+#[tokio::test]
+async fn a_bulk_request_that_is_dropped_takes_its_waiting_items_out_of_the_queue() {
+    let h = harness(limits(), false, false);
+    let plug = h.plug().await;
+    let coalescer = h.coalescer.clone();
+    let bulk = tokio::spawn(async move { coalescer.submit_many(7, (0..10).collect()).await });
+    h.settle(1, 10).await;
+    bulk.abort();
+    h.settle(1, 0).await;
+    assert_eq!(h.coalescer.stats().left_queue, 10);
+    h.gate.send_replace(true);
+    assert_eq!(plug.await.unwrap().unwrap(), 2000);
+    assert_eq!(h.runs().len(), 1, "none of them ran");
+}
+
+#[tokio::test]
+async fn while_the_database_is_down_a_bulk_request_is_shed_whole() {
+    let h = harness(limits(), true, false);
+    h.monitor.report_down("test");
+    let answers = h.coalescer.submit_many(7, vec![1, 2, 3]).await;
+    assert!(answers.into_iter().all(|a| shed(a) == Some(Shed::DatabaseDown)));
+    assert!(h.runs().is_empty());
+}
+
+#[tokio::test]
+async fn bulk_requests_larger_than_the_queue_together_wait_for_room_instead_of_shedding() {
+    let limits = Limits {
+        batch_max: 4,
+        queue_max: 6,
+        ..limits()
+    };
+    let h = harness(limits, false, false);
+    let plug = h.plug().await;
+    let bulks: Vec<_> = (0..4i64)
+        .map(|b| {
+            let coalescer = h.coalescer.clone();
+            tokio::spawn(async move {
+                coalescer
+                    .submit_many(7, (0..10).map(|n| 100 * b + n).collect())
+                    .await
+            })
+        })
+        .collect();
+    // The queue fills to its bound and no further.
+    h.settle(1, 6).await;
+    h.gate.send_replace(true);
+    for (b, bulk) in bulks.into_iter().enumerate() {
+        let answers: Vec<i64> = bulk.await.unwrap().into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            answers,
+            (0..10).map(|n| 2 * (100 * b as i64 + n)).collect::<Vec<_>>()
+        );
+    }
+    assert_eq!(plug.await.unwrap().unwrap(), 2000);
+    let stats = h.coalescer.stats();
+    assert_eq!((stats.shed_queue_full, stats.items), (0, 41));
+}
+
+#[tokio::test]
+async fn a_bulk_request_facing_a_queue_full_of_others_sheds_after_the_queue_timeout() {
+    let limits = Limits {
+        queue_max: 2,
+        queue_timeout: Duration::from_millis(100),
+        ..limits()
+    };
+    let h = harness(limits, false, false);
+    let plug = h.plug().await;
+    let others = [h.queue_as(1, 1).await, h.queue_as(2, 2).await];
+    let started = Instant::now();
+    let answers = h.coalescer.submit_many(7, vec![3, 4]).await;
+    assert!(started.elapsed() >= Duration::from_millis(100));
+    let why: Vec<Option<Shed>> = answers.into_iter().map(shed).collect();
+    // The second may find room once the others timed out, and then time out itself.
+    assert_eq!(why[0], Some(Shed::QueueFull), "{why:?}");
+    assert!(why[1].is_some(), "{why:?}");
+    h.gate.send_replace(true);
+    let _ = plug.await;
+    for o in others {
+        let _ = o.await;
+    }
+}
