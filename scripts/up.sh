@@ -11,12 +11,19 @@
 #
 # Authentication is on, as in production (AUTH_MODE=required): up.sh makes an
 # issuer and a verifier and writes their keys to TWIN_DIR/keys.env (mode 600).
+# Off by default: TWIN_POOLER=pgbouncer puts PgBouncer (transaction mode) between
+# the tasks and the database, TWIN_REPLICA=1 a streaming replica behind
+# verification (scripts/lib/twin-db.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 source scripts/lib/postgres.sh
 # shellcheck source=scripts/lib/twin.sh
 source scripts/lib/twin.sh
+# shellcheck source=scripts/lib/pgbouncer.sh
+source scripts/lib/pgbouncer.sh
+# shellcheck source=scripts/lib/twin-db.sh
+source scripts/lib/twin-db.sh
 
 TWIN_DETACH=""
 for arg in "$@"; do
@@ -41,6 +48,15 @@ BASE+100+N), TASK_CPU (vCPUs per task, e.g. 0.25) and TASK_MEMORY_MB (e.g. 512):
 task in a cgroup of its own with that CPU quota and memory limit, WITH_PROMETHEUS=1
 (a Prometheus scraping every task, on PROMETHEUS_PORT, default 9090), TWIN_DIR
 (target/twin), DATABASE_URL (see scripts/lib/postgres.sh), LOG_FORMAT (text).
+
+The database tier, both off by default:
+  TWIN_POOLER=pgbouncer  the tasks (and the migrations) reach the database through a
+                         PgBouncer of the twin's own in transaction mode, with
+                         DB_POOLER=transaction (DATABASE_URL must then be
+                         postgres://postgres@HOST:PORT/DB, as the found server's is)
+  TWIN_REPLICA=1         the twin runs on a private primary it starts and a streaming
+                         replica of it (pg_basebackup -R); verification reads from the
+                         replica (DATABASE_READ_URL). DATABASE_URL is then not used.
 
 Authentication: AUTH_MODE (required, the default, or off: nothing is checked, for local
 trials only). With it on, up.sh makes an issuer and a verifier (unique names) after the
@@ -80,6 +96,7 @@ case "$(printf '%s' "${AUTH_MODE:-required}" | tr '[:upper:]' '[:lower:]')" in
         exit 2
         ;;
 esac
+twin_db_check_args
 if ! [[ $TWIN_CLIENT_RATE_LIMIT =~ ^[1-9][0-9]{0,9}$ ]] || [ "$TWIN_CLIENT_RATE_LIMIT" -gt 2147483647 ]; then
     echo "TWIN_CLIENT_RATE_LIMIT must be a whole number from 1 to 2147483647 (got '$TWIN_CLIENT_RATE_LIMIT')" >&2
     exit 2
@@ -95,7 +112,7 @@ if [ -n "$running" ]; then
     twin_say "a twin is already running (pids: $(echo "$running" | tr '\n' ' ')); stop it with scripts/down.sh or Ctrl-C in its terminal"
     exit 1
 fi
-rm -f "$TWIN_PIDS" "$TWIN_PG" "$TWIN_KEYS"
+rm -f "$TWIN_PIDS" "$TWIN_PG" "$TWIN_KEYS" "$TWIN_DB"
 mkdir -p "$TWIN_DIR"
 
 ports=("$LB_PORT")
@@ -133,6 +150,9 @@ if [ -z "$NJS_MODULE" ]; then
     need_packages "nginx's njs module" libnginx-mod-http-js
     NJS_MODULE=$(twin_njs_module "$NGINX")
 fi
+if [ -n "${TWIN_POOLER:-}" ] && [ -z "$(pgb_bin || true)" ]; then
+    need_packages pgbouncer pgbouncer
+fi
 if [ -n "${WITH_PROMETHEUS:-}" ] && ! command -v prometheus >/dev/null 2>&1; then
     need_packages prometheus prometheus
 fi
@@ -140,7 +160,11 @@ fi
 twin_say "building release binaries"
 cargo build --release --bin issuance --bin verification
 
-ensure_postgres
+if twin_db_replica_wanted; then
+    unset DATABASE_URL # the twin's own primary, started below
+else
+    ensure_postgres
+fi
 if [ -n "$KC_PG_STARTED" ]; then
     printf '%s\n' "$KC_PG_DIR" "${KC_PG_RUNAS[@]}" >"$TWIN_PG"
 fi
@@ -150,11 +174,13 @@ cleanup() {
     trap - EXIT
     twin_stop_processes
     twin_revoke_keys
+    twin_db_stop
     pg_stop_private
     rm -f "$TWIN_PG"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+twin_db_start || exit 1
 
 twin_say "migrating"
 target/release/issuance migrate

@@ -51,6 +51,15 @@ pub struct Config {
     /// (PgBouncer in transaction mode, RDS Proxy) keeps no session state: no startup `options`,
     /// no named prepared statements; the server's `statement_timeout` is the login role's.
     pub db_pooler: DbPooler,
+    /// `DATABASE_READ_URL`: a streaming replica (hot standby) that verification reads from when
+    /// it has replayed everything the primary had written when the read began (default none:
+    /// every read from `DATABASE_URL`). A user, password or database name the URL leaves out is
+    /// the primary's; TLS, `DB_POOLER` and the pool size are the primary's too.
+    pub db_read: Option<tokio_postgres::Config>,
+    /// `DB_READ_MAX_LAG_MS`: past this replay lag (measured every 250 ms against the primary's
+    /// WAL position) reads go straight to the primary instead of trying the replica first
+    /// (default 1000).
+    pub db_read_max_lag: Duration,
     /// `DB_QUEUE_MAX`: requests that may wait for a statement; one more gets 503 at once
     /// (default 256: two full statements behind the one in flight, so a burst of 256 requests on
     /// an idle task is absorbed, while under sustained overload a request waits at most about
@@ -157,6 +166,7 @@ impl Config {
         let get = |key: &str| lookup(key).filter(|v| !v.trim().is_empty());
         let db_connect_timeout = millis(&get, "DB_CONNECT_TIMEOUT_MS", 2000)?;
         let (db, db_tls) = database(&get, db_connect_timeout)?;
+        let db_read = read_replica(&get, &db, &db_tls)?;
         Ok(Config {
             port: parse(&get, "PORT", 3000u16, 0..=65535)?,
             metrics_port: parse(&get, "METRICS_PORT", 9464u16, 0..=65535)?,
@@ -208,6 +218,8 @@ impl Config {
                     _ => Err("must be none or transaction".into()),
                 },
             )?,
+            db_read,
+            db_read_max_lag: millis(&get, "DB_READ_MAX_LAG_MS", 1000)?,
             db_batch_lanes: parse(&get, "DB_BATCH_LANES", 1usize, 1..=64)?,
             db_batch_max: parse(&get, "DB_BATCH_MAX", 128usize, 1..=10_000)?,
             db_queue_max: parse(&get, "DB_QUEUE_MAX", 256usize, 1..=100_000)?,
@@ -348,6 +360,58 @@ fn database(
     Ok((cfg, TlsSettings { mode, root_cert }))
 }
 
+/// `DATABASE_READ_URL`, completed from the primary's settings: the user, password and
+/// database name it leaves out, and the primary's TLS mode, timeouts and application name.
+fn read_replica(
+    get: &impl Fn(&str) -> Option<String>,
+    primary: &tokio_postgres::Config,
+    tls: &TlsSettings,
+) -> Result<Option<tokio_postgres::Config>, ConfigError> {
+    let Some(url) = get("DATABASE_READ_URL") else {
+        return Ok(None);
+    };
+    let mut cfg = tokio_postgres::Config::from_str(url.trim()).map_err(|e| ConfigError {
+        variable: "DATABASE_READ_URL",
+        reason: format!("not a valid PostgreSQL URL ({e})"),
+    })?;
+    if cfg.get_hosts().is_empty() {
+        return Err(ConfigError {
+            variable: "DATABASE_READ_URL",
+            reason:
+                "names no host: give the replica's address, e.g. postgres://replica.example:5432/credentials"
+                    .into(),
+        });
+    }
+    if cfg.get_user().is_none() {
+        if let Some(user) = primary.get_user() {
+            cfg.user(user);
+        }
+    }
+    if cfg.get_password().is_none() {
+        if let Some(password) = primary.get_password() {
+            cfg.password(password);
+        }
+    }
+    if cfg.get_dbname().is_none() {
+        if let Some(dbname) = primary.get_dbname() {
+            cfg.dbname(dbname);
+        }
+    }
+    if cfg.get_options().is_none() {
+        if let Some(options) = primary.get_options() {
+            cfg.options(options);
+        }
+    }
+    cfg.application_name(primary.get_application_name().unwrap_or("kube-credential"))
+        .ssl_mode(tls.mode.pg())
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    if let Some(timeout) = primary.get_connect_timeout() {
+        cfg.connect_timeout(*timeout);
+    }
+    Ok(Some(cfg))
+}
+
 fn parse<T>(
     get: &impl Fn(&str) -> Option<String>,
     key: &'static str,
@@ -458,6 +522,75 @@ mod tests {
         assert_eq!(c.metrics_port, 9464);
         assert_eq!(c.metrics_emf, None);
         assert_eq!(c.db_pooler, DbPooler::None);
+        assert!(c.db_read.is_none());
+        assert_eq!(c.db_read_max_lag, Duration::from_millis(1000));
+    }
+
+    #[test]
+    fn the_read_url_takes_what_it_leaves_out_from_the_primary() {
+        let c = config(&[
+            (
+                "DATABASE_URL",
+                "postgres://app:pw@primary.example:5432/creds?options=-csearch_path%3Dkc",
+            ),
+            ("DATABASE_READ_URL", "postgres://replica.example:5433"),
+            ("DB_READ_MAX_LAG_MS", "250"),
+            ("DB_SSLMODE", "require"),
+        ])
+        .unwrap();
+        let read = c.db_read.expect("a read replica");
+        assert_eq!(
+            read.get_hosts(),
+            &[tokio_postgres::config::Host::Tcp("replica.example".into())]
+        );
+        assert_eq!(read.get_ports(), &[5433]);
+        assert_eq!(
+            (read.get_user(), read.get_password(), read.get_dbname()),
+            (Some("app"), Some(&b"pw"[..]), Some("creds"))
+        );
+        assert_eq!(read.get_options(), Some("-csearch_path=kc"));
+        assert_eq!(read.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(c.db_read_max_lag, Duration::from_millis(250));
+        // Its own user, password and database win.
+        let c = config(&[
+            ("DATABASE_URL", "postgres://app:pw@primary.example/creds"),
+            ("DATABASE_READ_URL", "postgres://reader:rpw@replica.example/other"),
+        ])
+        .unwrap();
+        let read = c.db_read.expect("a read replica");
+        assert_eq!(
+            (read.get_user(), read.get_password(), read.get_dbname()),
+            (Some("reader"), Some(&b"rpw"[..]), Some("other"))
+        );
+        // The RDS variables give the user and password to a URL without them.
+        let c = config(&[
+            ("RDS_CLUSTER_HOST", "primary.example"),
+            ("RDS_CLUSTER_USERNAME", "kc_verification_app"),
+            ("RDS_CLUSTER_PASSWORD", "secret"),
+            ("DB_NAME", "credentials"),
+            ("DATABASE_READ_URL", "postgres://replica.example:5432/credentials"),
+        ])
+        .unwrap();
+        let read = c.db_read.expect("a read replica");
+        assert_eq!(read.get_user(), Some("kc_verification_app"));
+        assert_eq!(read.get_password(), Some(&b"secret"[..]));
+    }
+
+    #[test]
+    fn a_read_url_without_a_host_or_a_bad_lag_bound_is_refused() {
+        let url = ("DATABASE_URL", "postgres://a@one/x");
+        for (var, value) in [
+            ("DATABASE_READ_URL", "postgres:///x"),
+            ("DATABASE_READ_URL", "postgres://u:hunter2@host:notaport/db"),
+            ("DB_READ_MAX_LAG_MS", "0"),
+            ("DB_READ_MAX_LAG_MS", "soon"),
+        ] {
+            let err = config(&[url, (var, value)])
+                .err()
+                .unwrap_or_else(|| panic!("{var}={value} accepted"));
+            assert_eq!(err.variable, var);
+            assert!(!err.to_string().contains("hunter2"));
+        }
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub struct Status<'a> {
     pub uptime_seconds: u64,
     /// Whether the database answered (`None`: not asked).
     pub database_up: Option<bool>,
+    /// The read replica's state (`up`, `lagging`, `down`), if there is one: said,
+    /// never counted against the status (reads fall back to the database).
+    pub replica: Option<&'static str>,
     /// Whether shutdown has begun (only readiness reports it).
     pub draining: bool,
     /// `AUTH_MODE=off`: said in every answer, so it is not left on unnoticed.
@@ -43,6 +46,9 @@ impl Status<'_> {
                     .str("workerId", self.worker_id);
                 if let Some(up) = self.database_up {
                     o.str("database", if up { "up" } else { "down" });
+                }
+                if let Some(replica) = self.replica {
+                    o.str("replica", replica);
                 }
                 o.u64("uptimeSeconds", self.uptime_seconds);
                 if self.auth_off {
@@ -72,6 +78,7 @@ mod tests {
             worker_id: "w",
             uptime_seconds: 12,
             database_up: Some(true),
+            replica: None,
             draining: false,
             auth_off: false,
         };
@@ -88,6 +95,18 @@ mod tests {
             body(&s),
             (503, r#"{"status":"degraded","service":"issuance","workerId":"w","database":"down","uptimeSeconds":12}"#.into())
         );
+        s.replica = Some("down");
+        assert_eq!(
+            body(&s),
+            (503, r#"{"status":"degraded","service":"issuance","workerId":"w","database":"down","replica":"down","uptimeSeconds":12}"#.into())
+        );
+        s.database_up = Some(true);
+        assert_eq!(
+            body(&s).0,
+            200,
+            "a replica that is down does not make the task unhealthy"
+        );
+        s.replica = None;
         s.database_up = None;
         assert_eq!(
             body(&s),

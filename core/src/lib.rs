@@ -26,6 +26,7 @@
 //! | `db/mod.rs` | the pool (statements prepared per connection, server-side timeouts), [`db::DbError`] |
 //! | `db/batch/` | coalescing: many requests, one statement; admission control (queue bound, waits, shedding) |
 //! | `db/monitor.rs` | whether the database answers: one probe per task, fail-fast while it is down |
+//! | `db/replica.rs` | a read replica (`DATABASE_READ_URL`): its lag, and whether a batch's read may be answered there |
 //! | `db/tls.rs`, `db/types.rs` | TLS to the database; JSONB as text |
 //! | `migrate.rs` | the migrations in `sql/`, applied under an advisory lock |
 //! | `metrics/mod.rs` | what a task counts (`db/metrics.rs` for the database layer), exposed on `METRICS_PORT` |

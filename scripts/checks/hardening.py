@@ -17,6 +17,10 @@ venv's Python, from the repository root): python hardening.py CHECK.
   ingress-tls       the Kubernetes ingress: TLS, HTTP redirected to HTTPS
   network-policy    only the ingress controller and Prometheus reach the pods
   kustomization     no Secret (nor the example) in what kubectl apply -k applies
+  db-tier           rds.yml's RDS Proxy and read replica off by default; the
+                    services take RDS_CLUSTER_HOST and DB_POOLER from its exports,
+                    the migration task the instance itself; only verification
+                    gets DATABASE_READ_URL, and only with ReadFromReplica (issue 20)
 """
 import re, sys
 import yaml
@@ -258,10 +262,39 @@ def kustomization():
     need("networkpolicy.yaml" in kust["resources"], "kustomization.yaml must list networkpolicy.yaml")
     need(not kust.get("secretGenerator"), "kustomization.yaml: no secretGenerator")
 
+def task_env(t, resource):
+    return {e["Name"] if "Name" in e else e["Fn::If"][1]["Name"]: e
+            for e in t["Resources"][resource]["Properties"]["ContainerDefinitions"][0]["Environment"]}
+
+def db_tier():
+    rds, ecs = cfn("rds"), cfn("ecs")
+    p = rds["Parameters"]
+    need(p["ConnectionPooler"]["Default"] == "none" and p["ReadReplica"]["Default"] == "false",
+         "rds.yml: the RDS Proxy and the read replica must be off by default")
+    for name in ("ProxyRole", "DatabaseProxy", "DatabaseProxyTargetGroup"):
+        need(rds["Resources"][name].get("Condition") == "HasProxy", f"rds.yml: {name} only with ConnectionPooler rds-proxy")
+    need(rds["Resources"]["ReadReplicaDatabase"].get("Condition") == "HasReadReplica", "rds.yml: the replica only with ReadReplica")
+    replica = rds["Resources"]["ReadReplicaDatabase"]["Properties"]
+    need(replica.get("PubliclyAccessible") is False and replica.get("SourceDBInstanceIdentifier") == {"Ref": "Database"},
+         "rds.yml: the replica must be private and stream from the instance")
+    need(rds["Resources"]["DatabaseProxy"]["Properties"].get("RequireTLS") is True, "rds.yml: the proxy must require TLS")
+    need(ecs["Parameters"]["ReadFromReplica"]["Default"] == "false", "ecs.yml: ReadFromReplica must be off by default")
+    for svc in ("Issuance", "Verification"):
+        env = task_env(ecs, f"{svc}TaskDefinition")
+        need(imports(env["RDS_CLUSTER_HOST"]["Value"]) == ["DatabaseServiceEndpoint"]
+             and imports(env["DB_POOLER"]["Value"]) == ["DatabasePooler"],
+             f"ecs.yml {svc}: RDS_CLUSTER_HOST and DB_POOLER must follow rds.yml's proxy")
+    need("DATABASE_READ_URL" not in task_env(ecs, "IssuanceTaskDefinition"), "ecs.yml: issuance must not read from the replica")
+    read = task_env(ecs, "VerificationTaskDefinition").get("DATABASE_READ_URL", {})
+    need(read.get("Fn::If", [None])[0] == "ReadsFromReplica", "ecs.yml: verification's DATABASE_READ_URL only with ReadFromReplica")
+    migrate = task_env(ecs, "MigrateTaskDefinition")
+    need(imports(migrate["RDS_CLUSTER_HOST"]["Value"]) == ["DatabaseEndpoint"] and "DB_POOLER" not in migrate,
+         "ecs.yml: the migration task must connect to the instance itself (the proxy admits only the services' users)")
+
 CHECKS = {"https-only": https_only, "access-logs": access_logs, "db-roles": db_roles, "rds": rds,
           "private-subnets": private_subnets, "immutable-images": immutable_images, "base-images": base_images,
           "rds-bundle": rds_bundle, "ingress-tls": ingress_tls, "network-policy": network_policy,
-          "kustomization": kustomization}
+          "kustomization": kustomization, "db-tier": db_tier}
 if len(sys.argv) != 2 or sys.argv[1] not in CHECKS:
     sys.exit(f"usage: hardening.py {{{'|'.join(CHECKS)}}}")
 CHECKS[sys.argv[1]]()

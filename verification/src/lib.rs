@@ -5,6 +5,10 @@
 //!
 //! Lookups are coalesced (see `kc_core::db::batch`): the ids that arrive while a
 //! statement is in flight are looked up together with `WHERE id = ANY($1)`.
+//! With `DATABASE_READ_URL` a batch is looked up on the read replica when it
+//! has replayed everything the primary had written when the batch's requests
+//! arrived, else on the primary (`kc_core::db::replica`): an answer is the
+//! primary's either way, revocations and just-issued credentials included.
 //!
 //! `POST /verification/credentials/batch` verifies up to `BULK_MAX` credentials
 //! in one request (a key is required): each item is read and answered as the
@@ -15,7 +19,11 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Source};
-use kc_core::db::{self, DbError, Pool, Prepare, Statements, Stmt};
+use kc_core::db::replica::Read;
+use kc_core::db::{
+    self, Conn, DbError, DbMetrics, Fallback, Pool, Prepare, ReadTarget, Replica, ReplicaState, Statements,
+    Stmt,
+};
 use kc_core::json;
 use kc_core::model::{bulk, Bulk, Credential, VerifyRequest, View};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
@@ -45,8 +53,29 @@ impl Statements for VerifyStatements {
 
 /// The lookup behind the coalescer. Each request gets its row (shared, in case
 /// two requests of a batch ask for the same id) and reads the columns from it
-/// without copying.
-pub struct LookupBatch;
+/// without copying. On the read replica when there is one and it may answer.
+pub struct LookupBatch {
+    replica: Option<Replica<VerifyStatements>>,
+    /// Where reads landed is counted here (`db_reads_total`).
+    metrics: Arc<DbMetrics>,
+}
+
+/// One batch's lookup, on whichever connection [`Replica::read`] picks.
+struct Lookup<'a>(&'a [uuid::Uuid]);
+
+impl Read<VerifyStatements> for Lookup<'_> {
+    type Output = Vec<Option<Arc<Row>>>;
+
+    async fn run(&self, conn: &Conn<VerifyStatements>) -> Result<Self::Output, DbError> {
+        let ids = self.0;
+        let rows = conn.query(&conn.stmts.lookup, &[&ids]).await?;
+        let mut by_id = HashMap::with_capacity(rows.len());
+        for row in rows {
+            by_id.insert(db::column::<uuid::Uuid>(&row, "id")?, Arc::new(row));
+        }
+        Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
+    }
+}
 
 impl Batch for LookupBatch {
     type Source = Pool<VerifyStatements>;
@@ -60,18 +89,23 @@ impl Batch for LookupBatch {
         ids: &[uuid::Uuid],
         _deadline: Deadline,
     ) -> Result<Vec<Option<Arc<Row>>>, DbError> {
-        let rows = conn.query(&conn.stmts.lookup, &[&ids]).await?;
-        let mut by_id = HashMap::with_capacity(rows.len());
-        for row in rows {
-            by_id.insert(db::column::<uuid::Uuid>(&row, "id")?, Arc::new(row));
+        match &self.replica {
+            Some(replica) => replica.read(conn, ids.len(), &Lookup(ids)).await,
+            None => {
+                let rows = Lookup(ids).run(conn).await?;
+                self.metrics
+                    .read(ReadTarget::Primary(Fallback::NoReplica), ids.len() as u64);
+                Ok(rows)
+            }
         }
-        Ok(ids.iter().map(|id| by_id.get(id).cloned()).collect())
     }
 }
 
 /// The verification service.
 pub struct Verification {
     batches: Coalescer<LookupBatch>,
+    /// The read replica's state, when `DATABASE_READ_URL` names one.
+    replica: Option<ReplicaState>,
     /// `BULK_MAX`.
     bulk_max: usize,
 }
@@ -84,10 +118,24 @@ impl Endpoint for Verification {
     type Statements = VerifyStatements;
 
     fn new(pool: Pool<VerifyStatements>, config: &Config) -> Self {
+        let replica = Replica::start(&pool, config);
+        let state = replica.as_ref().map(Replica::state);
         Verification {
-            batches: Coalescer::on_pool(&pool, LookupBatch, config),
+            batches: Coalescer::on_pool(
+                &pool,
+                LookupBatch {
+                    replica,
+                    metrics: pool.metrics().clone(),
+                },
+                config,
+            ),
+            replica: state,
             bulk_max: config.bulk_max,
         }
+    }
+
+    fn read_replica(&self) -> Option<ReplicaState> {
+        self.replica.clone()
     }
 
     async fn handle(&self, ctx: &RequestCtx<'_>, body: Bytes) -> Result<Reply, ApiError> {

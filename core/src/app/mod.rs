@@ -18,7 +18,7 @@ pub use server::{serve, shutdown_signal};
 
 use crate::auth::Caller;
 use crate::config::Config;
-use crate::db::{Pool, Statements};
+use crate::db::{Pool, ReplicaState, Statements};
 use crate::error::ApiError;
 use crate::http::{KeyHeader, Reply};
 use bytes::Bytes;
@@ -41,6 +41,12 @@ pub trait Endpoint: Sized + Send + Sync + 'static {
 
     /// Builds the endpoint's state around the pool.
     fn new(pool: Pool<Self::Statements>, config: &Config) -> Self;
+
+    /// Its read replica (`DATABASE_READ_URL`), if it reads from one: its state
+    /// goes into `/health`'s `replica` field and the metrics. None unless it says so.
+    fn read_replica(&self) -> Option<ReplicaState> {
+        None
+    }
 
     /// The actions on one credential it serves, each as `POST {PATH}/{id}/{action}`
     /// (issuance: `revoke`); none unless it says so. Callers are admitted as for

@@ -224,6 +224,7 @@ impl<E: Endpoint> Shared<E> {
             worker_id: &self.config.worker_id,
             uptime_seconds: self.started.elapsed().as_secs(),
             database_up,
+            replica: database_up.and(self.endpoint.read_replica()).map(|r| r.as_str()),
             draining,
             auth_off: self.config.auth_mode == crate::auth::AuthMode::Off,
         }
@@ -238,8 +239,12 @@ impl<E: Endpoint> Shared<E> {
             let pool = pool.clone();
             move || pool.connections()
         });
+        let endpoint = E::new(pool.clone(), &config);
+        if let Some(replica) = endpoint.read_replica() {
+            metrics.watch_replica(replica);
+        }
         Shared {
-            endpoint: E::new(pool.clone(), &config),
+            endpoint,
             pool,
             metrics: Arc::new(metrics),
             router: Router::new(E::SERVICE, E::PATH, E::ACTIONS),

@@ -6,6 +6,7 @@ use super::keys::{self, KeyHash};
 use super::registry::Role;
 use crate::db::{self, DbError};
 use std::time::SystemTime;
+use tokio_postgres::types::Type;
 use tokio_postgres::Client;
 
 /// A client to create.
@@ -74,32 +75,42 @@ pub async fn add(
             (Some(key), hash)
         }
     };
+    // Every statement unnamed (query_typed): a named one, closed only when its
+    // last row is dropped, could outlive the transaction on a server connection
+    // a transaction-mode pooler lends to the next process, which then finds its
+    // name taken ("prepared statement \"s3\" already exists").
     let tx = db.transaction().await.map_err(DbError::from)?;
     let exists = tx
-        .query_opt("SELECT 1 FROM api_clients WHERE name = $1", &[&client.name])
+        .query_typed(
+            "SELECT 1 FROM api_clients WHERE name = $1",
+            &[(&client.name, Type::TEXT)],
+        )
         .await
         .map_err(DbError::from)?;
-    if exists.is_some() {
+    if !exists.is_empty() {
         return Err(AdminError::Exists(client.name.clone()));
     }
     let rate = client.rate_limit.map(|r| r as i32);
-    let row = tx
-        .query_one(
+    let rows = tx
+        .query_typed(
             "INSERT INTO api_clients (name, role, credential_types, rate_limit)
              VALUES ($1, $2, $3, $4) RETURNING id",
             &[
-                &client.name,
-                &client.role.as_str(),
-                &client.credential_types,
-                &rate,
+                (&client.name, Type::TEXT),
+                (&client.role.as_str(), Type::TEXT),
+                (&client.credential_types, Type::TEXT_ARRAY),
+                (&rate, Type::INT4),
             ],
         )
         .await
         .map_err(DbError::from)?;
-    let id: i64 = db::column(&row, "id")?;
-    tx.execute(
+    let row = rows
+        .first()
+        .ok_or_else(|| DbError::Other("INSERT INTO api_clients returned no row".into()))?;
+    let id: i64 = db::column(row, "id")?;
+    tx.query_typed(
         "INSERT INTO api_keys (key_sha256, client_id) VALUES ($1, $2)",
-        &[&&hash.0[..], &id],
+        &[(&&hash.0[..], Type::BYTEA), (&id, Type::INT8)],
     )
     .await
     .map_err(DbError::from)?;
@@ -109,22 +120,23 @@ pub async fn add(
 
 /// Revokes the client `name` and its keys; false if there is no live client so named.
 pub async fn revoke(db: &mut Client, name: &str) -> Result<bool, AdminError> {
+    // Unnamed, as in `add`.
     let tx = db.transaction().await.map_err(DbError::from)?;
-    let row = tx
-        .query_opt(
+    let rows = tx
+        .query_typed(
             "UPDATE api_clients SET revoked_at = CURRENT_TIMESTAMP
               WHERE name = $1 AND revoked_at IS NULL RETURNING id",
-            &[&name],
+            &[(&name, Type::TEXT)],
         )
         .await
         .map_err(DbError::from)?;
-    let Some(row) = row else {
+    let Some(row) = rows.first() else {
         return Ok(false);
     };
-    let id: i64 = db::column(&row, "id")?;
-    tx.execute(
+    let id: i64 = db::column(row, "id")?;
+    tx.query_typed(
         "UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE client_id = $1 AND revoked_at IS NULL",
-        &[&id],
+        &[(&id, Type::INT8)],
     )
     .await
     .map_err(DbError::from)?;

@@ -1,6 +1,7 @@
 //! What the database layer counts: statements and their sizes and durations,
 //! how long requests wait for them, how many wait now, the requests shed and
-//! why, and the errors by class. One set per task, shared by its coalescers;
+//! why, the errors by class, and where reads landed (a read replica or the
+//! primary, and why not the replica). One set per task, shared by its coalescers;
 //! `crate::metrics` registers it for `/metrics`, and the coalescer's own
 //! [`Stats`](super::batch::Stats) read it too.
 
@@ -20,6 +21,49 @@ pub const DURATION_BUCKETS: [f64; 14] = [
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Reason {
     reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReadLabels {
+    target: &'static str,
+    fallback: &'static str,
+}
+
+/// Where a read was answered from (`db_reads_total{target,fallback}`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadTarget {
+    /// The read replica (`DATABASE_READ_URL`), once it had replayed the primary's position.
+    Replica,
+    /// The primary, for this reason.
+    Primary(Fallback),
+}
+
+/// Why a read went to the primary.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// No `DATABASE_READ_URL`.
+    NoReplica,
+    /// The replica's probe gets no answer.
+    ReplicaDown,
+    /// Its replay lag is past `DB_READ_MAX_LAG_MS`, or unknown.
+    ReplicaLagging,
+    /// It had not replayed the primary's WAL position of this read yet.
+    ReplicaBehind,
+    /// Reading there failed or took too long.
+    ReplicaError,
+}
+
+impl Fallback {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fallback::NoReplica => "no_replica",
+            Fallback::ReplicaDown => "replica_down",
+            Fallback::ReplicaLagging => "replica_lagging",
+            Fallback::ReplicaBehind => "replica_behind",
+            Fallback::ReplicaError => "replica_error",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -48,12 +92,32 @@ pub struct DbMetrics {
     pub(crate) queue_wait: Histogram,
     pub(crate) statement_duration: Histogram,
     pub(crate) queue_depth: Gauge,
+    reads: Family<ReadLabels, Counter>,
+    /// `reads`' series, made once: counting is one atomic add. Index 0 is the
+    /// replica, then the primary for each [`Fallback`] in its order.
+    reads_by_target: [Counter; 6],
 }
 
 impl Default for DbMetrics {
     fn default() -> Self {
         let shed = Family::<Reason, Counter>::default();
         let errors = Family::<ErrorType, Counter>::default();
+        let reads = Family::<ReadLabels, Counter>::default();
+        let read = |target: ReadTarget| {
+            let (target, fallback) = match target {
+                ReadTarget::Replica => ("replica", "none"),
+                ReadTarget::Primary(why) => ("primary", why.as_str()),
+            };
+            reads.get_or_create(&ReadLabels { target, fallback }).clone()
+        };
+        let reads_by_target = [
+            read(ReadTarget::Replica),
+            read(ReadTarget::Primary(Fallback::NoReplica)),
+            read(ReadTarget::Primary(Fallback::ReplicaDown)),
+            read(ReadTarget::Primary(Fallback::ReplicaLagging)),
+            read(ReadTarget::Primary(Fallback::ReplicaBehind)),
+            read(ReadTarget::Primary(Fallback::ReplicaError)),
+        ];
         let reason = |reason| shed.get_or_create(&Reason { reason }).clone();
         let error = |error_type| errors.get_or_create(&ErrorType { error_type }).clone();
         DbMetrics {
@@ -74,6 +138,8 @@ impl Default for DbMetrics {
             queue_wait: Histogram::new(DURATION_BUCKETS),
             statement_duration: Histogram::new(DURATION_BUCKETS),
             queue_depth: Gauge::default(),
+            reads,
+            reads_by_target,
         }
     }
 }
@@ -96,6 +162,19 @@ impl DbMetrics {
                 self.errors_other.inc();
             }
         }
+    }
+
+    /// Counts `n` reads answered from `target`.
+    pub fn read(&self, target: ReadTarget, n: u64) {
+        let index = match target {
+            ReadTarget::Replica => 0,
+            ReadTarget::Primary(Fallback::NoReplica) => 1,
+            ReadTarget::Primary(Fallback::ReplicaDown) => 2,
+            ReadTarget::Primary(Fallback::ReplicaLagging) => 3,
+            ReadTarget::Primary(Fallback::ReplicaBehind) => 4,
+            ReadTarget::Primary(Fallback::ReplicaError) => 5,
+        };
+        self.reads_by_target[index].inc_by(n);
     }
 
     /// Registers every metric under its Prometheus name.
@@ -146,6 +225,11 @@ impl DbMetrics {
             "db_client_operation_errors",
             "Statements or connection attempts that failed, by class (down, unavailable, bad_value, other)",
             self.errors.clone(),
+        );
+        registry.register(
+            "db_reads",
+            "Requests whose read was answered by the replica or the primary (and why not the replica: no_replica, replica_down, replica_lagging, replica_behind, replica_error)",
+            self.reads.clone(),
         );
     }
 }

@@ -13,11 +13,13 @@
 pub mod batch;
 pub mod metrics;
 pub mod monitor;
+pub mod replica;
 pub mod tls;
 mod types;
 
-pub use metrics::DbMetrics;
+pub use metrics::{DbMetrics, Fallback, ReadTarget};
 pub use monitor::Monitor;
+pub use replica::{Replica, ReplicaState};
 pub use tls::{SslMode, TlsSettings};
 pub use types::Jsonb;
 
@@ -238,8 +240,8 @@ impl<S: Statements> Clone for Pool<S> {
 /// transaction-mode pooler, which refuses `options`: there the login role
 /// carries them (docs/DEPLOYMENT.md), and the deadline a write carries still
 /// keeps a late statement from storing anything.
-fn with_server_timeouts(config: &Config) -> tokio_postgres::Config {
-    let mut db = config.db.clone();
+fn with_server_timeouts(config: &Config, db: &tokio_postgres::Config) -> tokio_postgres::Config {
+    let mut db = db.clone();
     if config.db_pooler == DbPooler::Transaction {
         return db;
     }
@@ -258,16 +260,27 @@ impl<S: Statements> Pool<S> {
     /// task starts, and serves health checks, even while the database is down.
     /// What the database layer does is counted in `metrics`.
     pub fn new(config: &Config, metrics: Arc<DbMetrics>) -> Self {
+        Pool::to(config, &config.db, "primary", metrics)
+    }
+
+    /// A pool like [`Pool::new`]'s to the database `db` (the primary's, or the
+    /// read replica's), called `name` in the monitor's log lines.
+    pub(crate) fn to(
+        config: &Config,
+        db: &tokio_postgres::Config,
+        name: &'static str,
+        metrics: Arc<DbMetrics>,
+    ) -> Self {
         let manager = Manager {
             inner: PostgresConnectionManager::new(
-                with_server_timeouts(config),
+                with_server_timeouts(config, db),
                 config.db_tls_connector.clone(),
             ),
             pooler: config.db_pooler,
             statement_timeout_ms: config.db_statement_timeout.as_millis(),
             _statements: PhantomData,
         };
-        let monitor = Monitor::start(manager.clone());
+        let monitor = Monitor::start(manager.clone(), name);
         let inner = bb8::Pool::builder()
             .max_size(config.db_pool_size)
             .connection_timeout(config.db_connect_timeout)

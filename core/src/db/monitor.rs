@@ -51,6 +51,8 @@ const UP: u8 = 1;
 const DOWN: u8 = 2;
 
 struct State {
+    /// Which database this is, in log lines: `primary`, or `replica` (`DATABASE_READ_URL`).
+    name: &'static str,
     /// UNKNOWN, UP or DOWN.
     belief: AtomicU8,
     /// When the database was last reported down, for the log line when it is back.
@@ -75,7 +77,13 @@ impl Monitor {
     /// A monitor without a probe, believing nothing until told (for tests of
     /// the coalescer, which report and read but need no database).
     pub fn new() -> Self {
+        Monitor::named("primary")
+    }
+
+    /// A monitor without a probe, of the database called `name` in its log lines.
+    fn named(name: &'static str) -> Self {
         Monitor(Arc::new(State {
+            name,
             belief: AtomicU8::new(UNKNOWN),
             down_since: Mutex::new(None),
             went_down: Notify::new(),
@@ -86,8 +94,9 @@ impl Monitor {
     /// A monitor of the database the pool of `manager` connects to, with its
     /// probe running on a connection `manager` makes; the first probe answers
     /// within [`PROBE_TIMEOUT`]. The probe stops once every other handle is dropped.
-    pub(crate) fn start<S: Statements>(manager: Manager<S>) -> Self {
-        let monitor = Monitor::new();
+    /// `name` says which database it is in the log (`primary`, `replica`).
+    pub(crate) fn start<S: Statements>(manager: Manager<S>, name: &'static str) -> Self {
+        let monitor = Monitor::named(name);
         tokio::spawn(probe(monitor.0.clone(), manager));
         monitor
     }
@@ -109,7 +118,7 @@ impl Monitor {
             if let Ok(mut since) = self.0.down_since.lock() {
                 *since = Some(Instant::now());
             }
-            log::warn!(target: "db", reason = why; "database down: answering 503 at once until a probe succeeds");
+            log::warn!(target: "db", database = self.0.name, reason = why; "database down: answering 503 at once until a probe succeeds");
             self.0.went_down.notify_waiters();
         }
         self.0.kick.notify_one();
@@ -125,7 +134,7 @@ impl Monitor {
                 .ok()
                 .and_then(|mut since| since.take())
                 .map_or(0, |t| t.elapsed().as_millis() as u64);
-            log::info!(target: "db", down_ms = down_ms; "database answers again");
+            log::info!(target: "db", database = self.0.name, down_ms = down_ms; "database answers again");
         }
     }
 

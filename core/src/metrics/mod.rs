@@ -11,7 +11,7 @@
 //! `process_*` metrics). Every label takes values from a bounded set. The
 //! database layer's own metrics live in `db::metrics`.
 
-use crate::db::{DbMetrics, Monitor};
+use crate::db::{DbMetrics, Monitor, ReplicaState};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
@@ -173,6 +173,12 @@ impl Metrics {
         }));
     }
 
+    /// Reports the read replica's state at each scrape: `db_replica_up` and
+    /// `db_replica_lag_seconds` (where reads landed is `db_reads_total`).
+    pub fn watch_replica(&mut self, replica: ReplicaState) {
+        self.registry.register_collector(Box::new(Replica(replica)));
+    }
+
     /// Records one answered request.
     pub fn observe(&self, labels: &HttpLabels, seconds: f64) {
         self.requests.get_or_create(labels).observe(seconds);
@@ -241,6 +247,36 @@ impl Collector for Database {
             None,
             i64::from(self.monitor.is_up()),
         )
+    }
+}
+
+/// The read replica's state, read at each scrape.
+struct Replica(ReplicaState);
+
+impl fmt::Debug for Replica {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Replica")
+    }
+}
+
+impl Collector for Replica {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        gauge(
+            &mut encoder,
+            "db_replica_up",
+            "1 while the read replica's probe gets answers (DATABASE_READ_URL), else 0",
+            None,
+            i64::from(self.0.is_up()),
+        )?;
+        // -1 while unknown (down, not a standby, not measured yet).
+        let lag = self.0.lag().map_or(-1.0, |lag| lag.as_secs_f64());
+        let gauge = ConstGauge::new(lag);
+        gauge.encode(encoder.encode_descriptor(
+            "db_replica_lag",
+            "The read replica's replay lag, measured every 250 ms against the primary's WAL position; -1 while unknown",
+            Some(&Unit::Seconds),
+            gauge.metric_type(),
+        )?)
     }
 }
 

@@ -1,5 +1,5 @@
 //! A PostgreSQL server of a test's own, for what the shared server must not be
-//! changed for: TLS settings, stops and stalls.
+//! changed for: TLS settings, stops and stalls, and a streaming replica of it.
 
 /// A PostgreSQL server of a test's own (initdb into a temporary directory, a
 /// free port), for what the shared server must not be changed for: TLS
@@ -22,26 +22,12 @@ impl PrivatePostgres {
         let dir = std::env::temp_dir().join(format!("kc-pg-{}", uuid::Uuid::new_v4().simple()));
         let data = dir.join("data");
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
+        let port = free_port();
         if as_postgres {
             // The server refuses to run as root.
             run(std::process::Command::new("chown").arg("postgres").arg(&dir));
         }
-        let cmd = |program: &std::path::Path| {
-            let mut c = if as_postgres {
-                let mut c = std::process::Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(program);
-                c
-            } else {
-                std::process::Command::new(program)
-            };
-            c.stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null());
-            c
-        };
+        let cmd = |program: &std::path::Path| tool(program, as_postgres);
         run(cmd(&bin.join("initdb")).arg("-D").arg(&data).args([
             "-U",
             "postgres",
@@ -82,23 +68,61 @@ impl PrivatePostgres {
         }
     }
 
+    /// A streaming replica of this server (a hot standby): `pg_basebackup -R`
+    /// into a temporary directory, started on a free port; stopped and deleted
+    /// on drop. This server's pg_hba.conf must admit `replication` connections
+    /// from 127.0.0.1 for user postgres.
+    pub fn replica(&self) -> PrivatePostgres {
+        let bin = self
+            .pg_ctl
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(postgres_bin_dir);
+        let dir = std::env::temp_dir().join(format!("kc-pg-{}", uuid::Uuid::new_v4().simple()));
+        let data = dir.join("data");
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        if self.as_postgres {
+            run(std::process::Command::new("chown").arg("postgres").arg(&dir));
+        }
+        let port = free_port();
+        run(tool(&bin.join("pg_basebackup"), self.as_postgres)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-D",
+            ])
+            .arg(&data)
+            .args(["-R", "-X", "stream", "-c", "fast"]));
+        // The copied postgresql.conf names the primary's port and socket directory: later lines win.
+        append(
+            &data.join("postgresql.conf"),
+            &format!(
+                "port = {port}\nunix_socket_directories = '{}'\nhot_standby = on\n",
+                dir.display()
+            ),
+        );
+        let replica = PrivatePostgres {
+            port,
+            dir,
+            pg_ctl: self.pg_ctl.clone(),
+            as_postgres: self.as_postgres,
+        };
+        replica.restart();
+        replica
+    }
+
     /// A URL for user postgres, database postgres.
     pub fn url(&self) -> String {
         format!("postgres://postgres@localhost:{}/postgres", self.port)
     }
 
     fn pg_ctl(&self) -> std::process::Command {
-        let mut c = if self.as_postgres {
-            let mut c = std::process::Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
-            c
-        } else {
-            std::process::Command::new(&self.pg_ctl)
-        };
-        c.arg("-D")
-            .arg(self.dir.join("data"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null());
+        let mut c = tool(&self.pg_ctl, self.as_postgres);
+        c.arg("-D").arg(self.dir.join("data"));
         c
     }
 
@@ -189,6 +213,28 @@ fn postgres_bin_dir() -> std::path::PathBuf {
     found
         .pop()
         .expect("no initdb under /usr/lib/postgresql: install the postgresql package")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+/// `program`, as the postgres user when the tests run as root (the server
+/// refuses to run as root), its output discarded.
+fn tool(program: &std::path::Path, as_postgres: bool) -> std::process::Command {
+    let mut c = if as_postgres {
+        let mut c = std::process::Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        std::process::Command::new(program)
+    };
+    c.stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
 }
 
 fn is_root() -> bool {
