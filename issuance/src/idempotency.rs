@@ -1,4 +1,4 @@
-//! `Idempotency-Key` on `POST /issuance/credentials` (the IETF httpapi draft,
+//! `Idempotency-Key` on `POST /issuance/credentials` and its bulk route (the IETF httpapi draft,
 //! docs/API.md "Idempotency-Key"): the key's validation, this task's keys in
 //! flight (409), the statement that stores a keyed credential together with
 //! its key, what a key already stored says (a replay, a 422, or run again),
@@ -154,6 +154,66 @@ impl Claim {
             fingerprint,
         }))
     }
+}
+
+impl Claim {
+    /// The keys of a bulk request's items, derived from this one (see [`ItemKeys`]).
+    pub fn items(&self) -> ItemKeys {
+        let digest = ring::digest::digest(&ring::digest::SHA256, self.key.as_bytes());
+        let hex: String = digest.as_ref()[..16].iter().map(|b| format!("{b:02x}")).collect();
+        ItemKeys {
+            prefix: format!("\u{1}{hex}:"),
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+/// The keys of a bulk request's items: item `n` of a request sent with key K
+/// is stored under its own row, `\x01` + the first 16 bytes of SHA-256(K) in
+/// hex + `:n`, with the whole body's fingerprint. Each item's row is written
+/// with its credential, so a retry replays exactly the items that were
+/// stored and runs the others; the control character, which no header can
+/// carry, keeps them apart from single requests' keys, and the column's 255
+/// bytes hold them whatever K's length.
+pub struct ItemKeys {
+    prefix: String,
+    fingerprint: [u8; 32],
+}
+
+impl ItemKeys {
+    /// Item `at`'s key.
+    pub fn item(&self, at: usize) -> Claim {
+        Claim {
+            key: Arc::from(format!("{}{at}", self.prefix)),
+            fingerprint: self.fingerprint,
+        }
+    }
+}
+
+/// Whether any of the `n` items of a bulk request sent with `key` by the
+/// client `scope` (None: `AUTH_MODE=off`) is stored with another body's
+/// fingerprint: then the key was used for another request (422), and nothing
+/// of this one may run. One lookup of [`STORED`] before the items go.
+pub async fn reused(
+    pool: &Pool<IssueStatements>,
+    scope: Option<&str>,
+    key: &Claim,
+    n: usize,
+) -> Result<bool, DbError> {
+    use kc_core::db::batch::Source;
+    let items = key.items();
+    let clients: Vec<&str> = vec![scope.unwrap_or(""); n];
+    let keys: Vec<Arc<str>> = (0..n).map(|at| items.item(at).key).collect();
+    let keys: Vec<&str> = keys.iter().map(|k| &**k).collect();
+    let conn = pool.get().await?;
+    let rows = conn.query(&conn.stmts.keys.stored, &[&clients, &keys]).await?;
+    for row in &rows {
+        let fingerprint: &[u8] = db::column(row, "fingerprint")?;
+        if fingerprint != key.fingerprint {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// What a stored key says about a keyed request that inserted nothing.

@@ -27,11 +27,8 @@ use idempotency::{Claim, KeyOutcome, Keys, Stored};
 use kc_core::auth::{Caller, Role};
 use kc_core::db::batch::{Batch, Coalescer, Deadline, Limits, Source};
 use kc_core::db::{self, DbError, Jsonb, Pool, Prepare, Statements, Stmt};
-use kc_core::http::KeyHeader;
 use kc_core::json;
-use kc_core::model::{
-    bulk, canonical_uuid, Bulk, Credential, FieldError, Invalid, NewCredential, RevokeRequest,
-};
+use kc_core::model::{bulk, canonical_uuid, Bulk, Credential, NewCredential, RevokeRequest};
 use kc_core::{ApiError, Config, Endpoint, Reply, RequestCtx};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -386,6 +383,8 @@ pub struct Issuance {
     bulk_max: usize,
     /// Idempotency keys in flight on this task; the purge of expired ones.
     keys: Keys,
+    /// For a keyed bulk request's check of its key before it runs.
+    pool: Pool<IssueStatements>,
 }
 
 impl Endpoint for Issuance {
@@ -419,6 +418,7 @@ impl Endpoint for Issuance {
             max_validity: config.credential_max_validity,
             bulk_max: config.bulk_max,
             keys: Keys::new(&pool),
+            pool: pool.clone(),
         }
     }
 
@@ -469,14 +469,20 @@ impl Endpoint for Issuance {
         if ctx.caller.client().is_some_and(|c| c.role != Role::Issuer) {
             return Err(ApiError::Forbidden(NOT_AN_ISSUER));
         }
-        if !matches!(ctx.idempotency_key, KeyHeader::Absent) {
-            // Not replayed yet: saying so beats a retry that silently issues twice.
-            return Err(ApiError::Invalid(Invalid(vec![FieldError::new(
-                "Idempotency-Key",
-                "is not supported on the bulk route: retrying a bulk request answers 409 for the items it stored",
-            )])));
-        }
+        let key = Claim::parse(ctx.idempotency_key, &body)?;
         let bulk = Bulk::parse(&body, self.bulk_max)?;
+        let scope = ctx.caller.client().map(|c| c.name.clone());
+        let item_keys = key.as_ref().map(Claim::items);
+        let _in_flight = key
+            .as_ref()
+            .map(|k| self.keys.enter(scope.clone(), k))
+            .transpose()?;
+        if let Some(key) = &key {
+            // The same key with another body stores nothing: checked before any item runs.
+            if idempotency::reused(&self.pool, scope.as_deref(), key, bulk.len()).await? {
+                return Err(ApiError::KeyReused);
+            }
+        }
         let mut scratch = body.to_vec();
         // Each item as the single route reads a body: refused ones are answered now.
         let mut replies: Vec<Option<Reply>> = Vec::with_capacity(bulk.len());
@@ -489,42 +495,78 @@ impl Endpoint for Issuance {
             match checked {
                 Ok((issuer, credential)) => {
                     let id = ids.next().unwrap_or_else(uuid::Uuid::new_v4);
-                    valid.push((at, id, credential, issuer));
+                    // With a key, each item is stored with a key of its own (see `Claim::item`).
+                    let claim = item_keys.as_ref().map(|k| k.item(at));
+                    valid.push(BulkItem {
+                        at,
+                        id,
+                        credential,
+                        issuer,
+                        claim: claim.clone(),
+                        own: claim,
+                    });
                     replies.push(None);
                 }
                 Err(e) => replies.push(Some(self.refused(ctx, e))),
             }
         }
         // The valid ones go to the coalescer together; a raced one goes again.
+        let mut replayed = false;
         for _ in 0..ATTEMPTS {
             if valid.is_empty() {
                 break;
             }
             let items = valid
                 .iter()
-                .map(|(_, id, c, issuer)| Pending::new(*id, c, issuer.clone()))
+                .map(|i| Pending::new(i.id, &i.credential, i.issuer.clone()).keyed(i.claim.clone()))
                 .collect();
             let outcomes = self.batches.submit_many(ctx.caller.owner(), items).await;
-            let mut raced = Vec::new();
-            for ((at, id, credential, issuer), outcome) in valid.into_iter().zip(outcomes) {
-                match outcome.map(|o| answer(ctx, &credential, id, o)) {
-                    Ok(Some(reply)) => replies[at] = Some(reply),
-                    Ok(None) => raced.push((at, id, credential, issuer)),
-                    Err(e) => replies[at] = Some(self.refused(ctx, e.into())),
-                }
+            let mut again = Vec::new();
+            for (mut item, outcome) in valid.into_iter().zip(outcomes) {
+                let reply = match outcome {
+                    Err(e) => Err(e.into()),
+                    Ok(Outcome::Key(KeyOutcome::Replay(row))) => {
+                        replayed = true;
+                        idempotency::replay(ctx, &row)
+                    }
+                    Ok(Outcome::Key(KeyOutcome::Reused)) => Err(ApiError::KeyReused),
+                    Ok(Outcome::Key(KeyOutcome::Rerun(stored))) => {
+                        // As at the single route: under the key's id, without the key.
+                        (item.id, item.claim) = (stored, None);
+                        again.push(item);
+                        continue;
+                    }
+                    Ok(Outcome::Exists { id: holder, .. })
+                        if item.own.is_some() && item.claim.is_none() && holder == item.id =>
+                    {
+                        item.claim = item.own.clone();
+                        again.push(item);
+                        continue;
+                    }
+                    Ok(outcome) => match answer(ctx, &item.credential, item.id, outcome) {
+                        Some(reply) => Ok(reply),
+                        None => {
+                            again.push(item);
+                            continue;
+                        }
+                    },
+                };
+                replies[item.at] = Some(reply.unwrap_or_else(|e| self.refused(ctx, e)));
             }
-            valid = raced;
+            valid = again;
         }
-        for (at, ..) in valid {
+        for BulkItem { at, .. } in valid {
             replies[at] = Some(self.refused(ctx, kept_disappearing()));
         }
         let replies: Vec<Reply> = replies.into_iter().flatten().collect();
-        bulk::answer(
+        let mut reply = bulk::answer(
             |o| {
                 o.bool("success", true);
             },
             &replies,
-        )
+        )?;
+        reply.replayed = replayed;
+        Ok(reply)
     }
 
     async fn handle_action(
@@ -571,6 +613,20 @@ impl Issuance {
             None => Ok(unknown(ctx)),
         }
     }
+}
+
+/// One valid item of a bulk request on its way through the batches.
+struct BulkItem<'a> {
+    /// Its place in the request.
+    at: usize,
+    /// The id it is stored under.
+    id: uuid::Uuid,
+    credential: NewCredential<'a>,
+    issuer: Option<Arc<str>>,
+    /// The key the next attempt carries (none while it runs again under the key's id).
+    claim: Option<Claim>,
+    /// Its own key, derived from the request's `Idempotency-Key`, if it came with one.
+    own: Option<Claim>,
 }
 
 /// Revocations one batch may carry: each is a statement of its own.

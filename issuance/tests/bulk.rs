@@ -234,20 +234,94 @@ async fn past_the_bulk_memory_budget_a_bulk_request_gets_a_fast_503() {
     assert_eq!(app.db.count_credentials().await, 1);
 }
 
+/// POSTs a bulk `body` with the app's key and `Idempotency-Key: key`.
+async fn bulk_keyed(app: &TestApp, body: &str, key: &str) -> kc_testing::TestResponse {
+    app.post_with(
+        BULK,
+        Some("application/json"),
+        body.to_owned(),
+        app.key.as_deref(),
+        &[("idempotency-key", key)],
+    )
+    .await
+}
+
 #[tokio::test]
-async fn an_idempotency_key_on_a_bulk_request_is_refused_not_ignored() {
+async fn a_bulk_retry_with_its_idempotency_key_replays_the_first_answer_byte_for_byte() {
+    let app = spawn_app::<Issuance>().await;
+    let invalid = json!({ "name": "", "email": "x@example.com", "credentialType": "Member" });
+    let body = json!({ "credentials": [person(1), invalid, person(1), person(2)] }).to_string();
+    let first = bulk_keyed(&app, &body, "bulk-1").await;
+    assert_eq!(first.status, 200, "{:?}", first.body);
+    assert_eq!(first.header("idempotent-replayed"), None);
+    let statuses: Vec<Value> = first.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"].clone())
+        .collect();
+    assert_eq!(statuses, [json!(201), json!(400), json!(409), json!(201)]);
+
+    let again = bulk_keyed(&app, &body, "bulk-1").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, first.body, "the same bytes");
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(app.db.count_credentials().await, 2);
+
+    // Without the key, the same body is a new request: 409s for what exists.
+    let fresh = app.post_raw(BULK, Some("application/json"), body.clone()).await;
+    assert_eq!(fresh.json()["results"][0]["status"], 409);
+}
+
+#[tokio::test]
+async fn a_bulk_idempotency_key_with_another_body_is_a_422_and_stores_nothing() {
     let app = spawn_app::<Issuance>().await;
     let body = json!({ "credentials": [person(1)] }).to_string();
+    assert_eq!(bulk_keyed(&app, &body, "bulk-2").await.status, 200);
+    let other = json!({ "credentials": [person(2), person(3)] }).to_string();
+    let res = bulk_keyed(&app, &other, "bulk-2").await;
+    assert_eq!(res.status, 422, "{:?}", res.body);
+    assert_eq!(app.db.count_credentials().await, 1);
+    // A single request's key and a bulk request's are apart: the same key is free there.
     let res = app
         .post_with(
-            BULK,
+            PATH,
             Some("application/json"),
-            body,
+            person(4).to_string(),
             app.key.as_deref(),
-            &[("idempotency-key", "k-1")],
+            &[("idempotency-key", "bulk-2")],
         )
         .await;
-    assert_eq!(res.status, 400, "{:?}", res.body);
-    assert_eq!(res.json()["errors"][0]["field"], "Idempotency-Key");
-    assert_eq!(app.db.count_credentials().await, 0);
+    assert_eq!(res.status, 201);
+    // A malformed key is a 400, before anything runs.
+    assert_eq!(bulk_keyed(&app, &other, &"k".repeat(256)).await.status, 400);
+    assert_eq!(app.db.count_credentials().await, 2);
+}
+
+#[tokio::test]
+async fn a_bulk_retry_runs_the_items_the_first_attempt_did_not_store() {
+    let app = spawn_app::<Issuance>().await;
+    let body = json!({ "credentials": [person(1), person(2)] }).to_string();
+    let first = bulk_keyed(&app, &body, "bulk-3").await;
+    // Its second item as if its statement had not committed (answered 503): no credential, no key.
+    let db = app.db.client().await;
+    let second = first.json()["results"][1]["credential"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    db.execute("DELETE FROM credentials WHERE id = $1::text::uuid", &[&second])
+        .await
+        .unwrap();
+    db.execute(
+        "DELETE FROM idempotency_keys WHERE credential_id = $1::text::uuid",
+        &[&second],
+    )
+    .await
+    .unwrap();
+    let again = bulk_keyed(&app, &body, "bulk-3").await;
+    let results = again.json()["results"].clone();
+    assert_eq!(results[0], first.json()["results"][0], "replayed");
+    assert_eq!(results[1]["status"], 201, "run again: {}", results[1]);
+    assert_ne!(results[1]["credential"]["id"], second.as_str());
+    assert_eq!(app.db.count_credentials().await, 2);
 }
