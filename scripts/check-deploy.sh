@@ -14,9 +14,11 @@
 #       private subnets, immutable images, base images by digest, the RDS bundle's
 #       checksum, ingress TLS, the NetworkPolicy, no Secret in the kustomization,
 #       the optional RDS Proxy and read replica (off by default, wired to the services)
+#   (g) the HTTP contract: core/openapi.json against the OpenAPI 3.1 schema
+#       (openapi-spec-validator); scripts/schemathesis.sh fuzzes the services with it
 #
-# Installs shellcheck and prometheus (for promtool; apt-get), cfn-lint and
-# kubernetes-validate (PyPI) when missing. Exits non-zero on any failure; the last line reads
+# Installs shellcheck and prometheus (for promtool; apt-get), cfn-lint,
+# kubernetes-validate and openapi-spec-validator (PyPI) when missing. Exits non-zero on any failure; the last line reads
 # "deploy checks: N passed, M failed".
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -463,6 +465,14 @@ db-tier|rds.yml RDS Proxy and read replica off by default; services follow its e
 EOF
 else
     fail "the hardening checks need cfn-lint and PyYAML (into target/tools)" "$WORK/pip.log"
+fi
+
+# --- (g) the OpenAPI document ----------------------------------------------------------
+echo "== (g) the HTTP contract (openapi-spec-validator)"
+if install_pip openapi_spec_validator openapi-spec-validator; then
+    check "core/openapi.json is a valid OpenAPI 3.1 document" "$PY" -m openapi_spec_validator core/openapi.json
+else
+    fail "openapi-spec-validator is not installed and could not be (into target/tools)" "$WORK/pip.log"
 fi
 
 echo

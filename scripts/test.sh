@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The project's test command: formatting, lints, every test against a real
-# PostgreSQL (see scripts/lib/postgres.sh for where it comes from), the fault
-# suite (faults/, on private servers of its own), then the local twin (3+3
+# PostgreSQL (see scripts/lib/postgres.sh for where it comes from), schemathesis
+# against both services (scripts/schemathesis.sh), the fault suite (faults/, on
+# private servers of its own), then the local twin (3+3
 # tasks behind nginx) under k6: distribution, a rollout under load, the
 # balancer's ALB fidelity (scripts/check-twin.sh); and once more (2+2 tasks)
 # behind PgBouncer in transaction mode with a streaming replica for
@@ -47,6 +48,9 @@ bash scripts/fuzz.sh
 
 echo "== benchmark-regression gate: instruction counts against benches/instructions-baseline.json"
 bash scripts/bench-gate.sh
+
+echo "== schemathesis: both release binaries fuzzed from the OpenAPI document they serve, zero findings (scripts/schemathesis.sh)"
+bash scripts/schemathesis.sh
 
 echo "== fault suite: the release binaries while a private PostgreSQL is stopped, frozen, overloaded or fed poison"
 cargo build --release --bin issuance --bin verification

@@ -17,6 +17,7 @@
 //! | `http/router.rs` | path and method to route (404, 405); `{api}/{id}/{action}` routes by their template |
 //! | `http/request.rs` | the request id, the `Idempotency-Key` lines as sent, the content type, reading a bounded body (413, 415, 408) |
 //! | `http/response.rs` | [`Reply`], and the headers every response carries (ids, security, CORS) |
+//! | `../openapi.json` | the HTTP contract of both services (OpenAPI 3.1), embedded and served at `/<service>/openapi.json` |
 //! | `error.rs` | [`ApiError`], and the one place errors become HTTP statuses and bodies |
 //! | `health.rs` | the health endpoints' answers |
 //! | `json/read.rs`, `json/write.rs` | parsing bodies in place (simd-json); writing bodies into a buffer |

@@ -191,6 +191,43 @@ async fn health_endpoints_report_service_worker_and_database() {
     assert!(live.get("database").is_none(), "liveness never asks the database");
 }
 
+#[tokio::test]
+async fn the_openapi_document_is_served_publicly_under_the_service_prefix() {
+    let app = spawn_app::<Issuance>().await;
+    // No key: app.get sends none.
+    let res = app.get("/issuance/openapi.json").await;
+    assert_eq!(res.status, 200);
+    assert_common_headers(&res, &app);
+    let spec = res.json();
+    let version = spec["openapi"].as_str().unwrap_or_default();
+    assert!(version.starts_with("3.1."), "openapi: {version}");
+    assert_eq!(spec["info"]["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(spec["servers"][0]["url"], "/");
+    // Every route of both services is described.
+    for path in [
+        "/issuance/credentials",
+        "/issuance/credentials/{id}/revoke",
+        "/issuance/credentials/batch",
+        "/issuance/openapi.json",
+        "/issuance/health",
+        "/verification/credentials",
+        "/verification/credentials/batch",
+        "/verification/openapi.json",
+        "/verification/health",
+        "/health",
+        "/health/live",
+        "/health/ready",
+    ] {
+        assert!(spec["paths"].get(path).is_some(), "{path} is not in the document");
+    }
+    // The other service's document is the ALB's to route, not this task's.
+    assert_eq!(app.get("/verification/openapi.json").await.status, 404);
+    assert_eq!(
+        app.post_json("/issuance/openapi.json", &json!({})).await.status,
+        405
+    );
+}
+
 async fn connect(app: &TestApp) -> tokio::net::TcpStream {
     tokio::net::TcpStream::connect(app.addr).await.unwrap()
 }

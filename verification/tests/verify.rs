@@ -258,3 +258,15 @@ async fn database_outage_gives_503_and_verification_recovers() {
     }
     assert_eq!(status, 200, "no recovery after the database came back");
 }
+
+#[tokio::test]
+async fn verification_serves_the_same_openapi_document() {
+    let verifier = spawn_app::<Verification>().await;
+    let res = verifier.get("/verification/openapi.json").await;
+    assert_eq!(res.status, 200);
+    assert_eq!(res.header("content-type"), Some("application/json"));
+    let spec: Value = res.json();
+    assert!(spec["openapi"].as_str().is_some_and(|v| v.starts_with("3.1.")));
+    assert!(spec["paths"].get("/verification/credentials").is_some());
+    assert_eq!(verifier.get("/issuance/openapi.json").await.status, 404);
+}

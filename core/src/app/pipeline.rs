@@ -1,8 +1,8 @@
 //! One request through a task: route it, check the limits and the schema,
 //! find out who is calling (`auth`), read its body, hand it to the endpoint
-//! (its business route, or an action on one credential) or answer health from
-//! the database monitor, map errors to replies, add the common headers, and
-//! write its access log line.
+//! (its business route, or an action on one credential), or answer health from
+//! the database monitor, or serve the OpenAPI document; map errors to replies,
+//! add the common headers, and write its access log line.
 
 use super::{Endpoint, RequestCtx};
 use crate::auth::{Caller, Gate, Refusal, Registry};
@@ -198,6 +198,7 @@ impl<E: Endpoint> Shared<E> {
                 let up = (!draining).then(|| self.database_up());
                 Ok(self.status(up, draining).reply())
             }
+            Route::Spec => Ok(Reply::json(StatusCode::OK, http::OPENAPI.as_bytes().to_vec())),
             Route::Preflight(allow) => Ok(Reply {
                 status: StatusCode::NO_CONTENT,
                 body: Vec::new(),

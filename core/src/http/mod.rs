@@ -12,3 +12,7 @@ pub use request::{
 pub use response::{CommonHeaders, Reply};
 
 pub(crate) use conn::{serve_connections, Timeouts};
+
+/// The HTTP contract of both services as one OpenAPI 3.1 document
+/// (`core/openapi.json`), served by each at `GET /<service>/openapi.json`.
+pub const OPENAPI: &str = include_str!("../../openapi.json");

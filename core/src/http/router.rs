@@ -22,6 +22,8 @@ pub enum Route {
     Live,
     /// `GET /health/ready`: like health, and 503 once draining.
     Ready,
+    /// `GET /<service>/openapi.json`: the HTTP contract ([`super::OPENAPI`]).
+    Spec,
     /// `OPTIONS` on a known path: a CORS preflight.
     Preflight(&'static str),
 }
@@ -74,6 +76,7 @@ impl Router {
             get("/health/live", Route::Live),
             get("/health/ready", Route::Ready),
             get(&format!("/{service}/health"), Route::Health),
+            get(&format!("/{service}/openapi.json"), Route::Spec),
         ];
         entries.extend(actions.iter().map(|&action| Entry {
             path: format!("{api_path}/{{id}}/{action}").into(),
@@ -175,6 +178,34 @@ mod tests {
         for unknown in ["/issuance/credentials/batch/", "/issuance/credentials/batches"] {
             assert!(
                 matches!(r.resolve(&Method::POST, unknown), Err(ApiError::NotFound)),
+                "{unknown}"
+            );
+        }
+    }
+
+    #[test]
+    fn serves_the_spec_under_the_service_prefix_only() {
+        let r = Router::new("verification", "/verification/credentials", &[]);
+        assert_eq!(
+            r.resolve(&Method::GET, "/verification/openapi.json").unwrap(),
+            Route::Spec
+        );
+        assert_eq!(
+            r.resolve(&Method::OPTIONS, "/verification/openapi.json").unwrap(),
+            Route::Preflight("GET, OPTIONS")
+        );
+        assert!(matches!(
+            r.resolve(&Method::POST, "/verification/openapi.json"),
+            Err(ApiError::MethodNotAllowed("GET, OPTIONS"))
+        ));
+        // The other service's prefix is the ALB's to route, and the bare path no one's.
+        for unknown in [
+            "/issuance/openapi.json",
+            "/openapi.json",
+            "/verification/openapi.json/",
+        ] {
+            assert!(
+                matches!(r.resolve(&Method::GET, unknown), Err(ApiError::NotFound)),
                 "{unknown}"
             );
         }
