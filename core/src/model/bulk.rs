@@ -5,7 +5,7 @@
 //! item gets the answer it would have got alone, and one bad item does not
 //! fail the others.
 
-use super::rules::{message, FieldError, Invalid};
+use super::rules::{contains_nul, message, FieldError, Invalid};
 use crate::error::ApiError;
 use crate::http::Reply;
 use crate::json;
@@ -23,7 +23,26 @@ impl Bulk {
     pub fn parse(raw: &[u8], max: usize) -> Result<Self, Invalid> {
         // Parsed once whole, so the text between and around the items is JSON too.
         let mut scratch = raw.to_vec();
-        json::parse_object(&mut scratch).map_err(|e| e.explain(raw))?;
+        let value = json::parse_object(&mut scratch).map_err(|e| e.explain(raw))?;
+        // NUL characters outside the items are refused as a single request's are
+        // (the items are checked as single requests).
+        if let simd_json::BorrowedValue::Object(map) = &value {
+            let nul: Vec<FieldError> = map
+                .iter()
+                .filter_map(|(key, member)| {
+                    if key.contains('\0') {
+                        Some(FieldError::new("body", message::NUL))
+                    } else if key != "credentials" && contains_nul(member) {
+                        Some(FieldError::new(key.to_string(), message::NUL))
+                    } else {
+                        None
+                    }
+                })
+                .collect();
+            if !nul.is_empty() {
+                return Err(Invalid(nul));
+            }
+        }
         let spans = json::top_level_members(raw, "credentials").unwrap_or_default();
         let field = |m: &'static str| Invalid(vec![FieldError::new("credentials", m)]);
         let span = match spans.as_slice() {
@@ -226,6 +245,14 @@ mod tests {
             (
                 r#"{"credentials": [1], "credentials": [2]}"#,
                 "credentials: must appear only once",
+            ),
+            (
+                r#"{"credentials": [1], "a\u0000": 1}"#,
+                "body: must not contain the NUL character (\\u0000)",
+            ),
+            (
+                r#"{"credentials": [1], "x": ["\u0000"]}"#,
+                "x: must not contain the NUL character (\\u0000)",
             ),
         ] {
             assert_eq!(items(raw, 2), Err(vec![err.to_owned()]), "{raw}");
