@@ -12,7 +12,9 @@
 #      replica); every issue 201, every verification 200, every 201 stored;
 #   3. load/verify.js for VERIFY_SECONDS (5) at VERIFY_RATE (300)/s over 200 seeded
 #      credentials: most reads land on the replica (db_reads_total of the verification
-#      tasks), none is answered otherwise than 200.
+#      tasks), none is answered otherwise than 200;
+#   4. load/issue_bulk.js and load/verify_bulk.js, 2 VUs for 3 s each: every item of
+#      every bulk request answered 201 or 200.
 #
 # Everything it starts is stopped. About 40 s once the release binaries are built.
 set -euo pipefail
@@ -100,5 +102,17 @@ if [ "$checks" -eq 0 ] || [ "$failed" != 0 ]; then
     fail "verification through the replica failed requests"
 fi
 [ "$replica" -gt "$primary" ] || fail "most reads should land on the replica"
+
+say "the bulk routes: load/issue_bulk.js and load/verify_bulk.js, 2 VUs for 3 s each"
+for script in issue_bulk verify_bulk; do
+    # k6 exits non-zero when a threshold fails: every item of every request must be 201 or 200.
+    BASE_URL=$BASE_URL VUS=2 DURATION=3s SEED_CREDENTIALS=200 REPORT_NAME="twin-db-$script" P95_MS=10000 P99_MS=10000 \
+        k6 run --quiet --summary-export "$OUT/twin-db-$script.json" "load/$script.js" >"$OUT/twin-db-$script.log" 2>&1 || {
+        cat "$OUT/twin-db-$script.log"
+        fail "load/$script.js failed"
+    }
+    read -r requests credentials < <(python3 scripts/lib/k6_summary.py "$OUT/twin-db-$script.json" http_reqs credentials)
+    echo "$script: $credentials credentials in $requests requests, every item answered as expected"
+done
 scripts/down.sh >/dev/null
 echo "twin database-tier checks passed in $((SECONDS - started)) s"
