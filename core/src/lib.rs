@@ -24,6 +24,7 @@
 //! | `model/request.rs` | the request bodies (issuance, verification, revocation), read and normalised |
 //! | `model/rules.rs` | the validation rules, their limits and messages |
 //! | `model/credential.rs` | a stored credential as both services return it |
+//! | `model/bulk.rs` | a bulk request's items (`{api}/batch`), each read as a single request, and its answer |
 //! | `db/mod.rs` | the pool (statements prepared per connection, server-side timeouts), [`db::DbError`] |
 //! | `db/batch/` | coalescing: many requests, one statement; admission control (queue bound, waits, shedding) |
 //! | `db/monitor.rs` | whether the database answers: one probe per task, fail-fast while it is down |
