@@ -106,7 +106,7 @@ pub fn content_length<B>(req: &Request<B>) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads a request's body to its end (at most [`DISCARD_MAX_BYTES`] declared),
+/// Reads a request's body to its end (at most `DISCARD_MAX_BYTES` declared),
 /// keeping nothing, for at most `timeout`: for a refusal answered without it.
 pub async fn discard_body<B>(req: Request<B>, timeout: Duration)
 where
