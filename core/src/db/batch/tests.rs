@@ -565,14 +565,19 @@ fn bare_late(inner: &Inner<Doubler>, owner: u64, n: i64) -> Answer {
     answer
 }
 
-#[tokio::test]
-async fn a_bulk_request_waits_in_a_window_of_half_the_queue_and_gets_its_answers_in_order() {
+/// A closed gate in front of statements of 4 and a queue of 6: a bulk's window is 3.
+fn small_queue() -> Harness {
     let limits = Limits {
         batch_max: 4,
         queue_max: 6,
         ..limits()
     };
-    let h = harness(limits, false, false);
+    harness(limits, false, false)
+}
+
+#[tokio::test]
+async fn a_bulk_request_waits_in_a_window_of_half_the_queue_and_gets_its_answers_in_order() {
+    let h = small_queue();
     let plug = h.plug().await;
     let coalescer = h.coalescer.clone();
     let bulk = tokio::spawn(async move { coalescer.submit_many(7, (0..20).collect()).await });
@@ -615,12 +620,7 @@ async fn while_the_database_is_down_a_bulk_request_is_shed_whole() {
 
 #[tokio::test]
 async fn bulk_requests_larger_than_the_queue_together_wait_for_room_instead_of_shedding() {
-    let limits = Limits {
-        batch_max: 4,
-        queue_max: 6,
-        ..limits()
-    };
-    let h = harness(limits, false, false);
+    let h = small_queue();
     let plug = h.plug().await;
     let bulks: Vec<_> = (0..4i64)
         .map(|b| {
